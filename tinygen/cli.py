@@ -1,0 +1,215 @@
+"""The tinygen command line. It parses, calls the library and renders; nothing else."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import TinygenError
+
+app = typer.Typer(
+    help="Make a trained network fit a microcontroller: int8 quantization, an exact flash and "
+    "SRAM fit check per board, and the model as C for TensorFlow Lite Micro.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+boards_app = typer.Typer(help="The bundled board profiles (boards/*.toml).", no_args_is_help=False,
+                         invoke_without_command=True)
+app.add_typer(boards_app, name="boards")
+
+out = Console()
+err = Console(stderr=True)
+_state = {"verbose": False}
+
+BoardOpt = typer.Option(..., "--board", "-b", help="A bundled board id (see `tinygen boards`) or the path of a board .toml file.")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout instead of tables.")
+
+
+def _fail(e: BaseException, code: int = 1) -> None:
+    if _state["verbose"]:
+        traceback.print_exception(e)
+    err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.callback()
+def _main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and TensorFlow's own output."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+):
+    _state["verbose"] = verbose
+    if version:
+        out.print(f"tinygen {__version__}")
+        raise typer.Exit()
+
+
+def _kb(n: int) -> str:
+    return f"{n:,} B ({n / 1024:.1f} KiB)"
+
+
+@boards_app.callback(invoke_without_command=True)
+def boards_list(ctx: typer.Context, as_json: bool = JsonOpt):
+    """List the bundled boards, one line each."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .boards import all_boards
+
+    try:
+        bs = all_boards()
+    except TinygenError as e:
+        _fail(e)
+    if as_json:
+        print(json.dumps([{"id": b.id, "name": b.name, "mcu": b.mcu, "cpu": b.cpu, "clock_hz": b.clock_hz,
+                           "flash_bytes": b.app_flash_bytes, "sram_bytes": b.sram_size} for b in bs], indent=2))
+        return
+    t = Table(title="Bundled boards", title_justify="left")
+    for c in ("id", "MCU", "core", "clock", "app flash", "SRAM"):
+        t.add_column(c, justify="right" if c in ("clock", "app flash", "SRAM") else "left")
+    for b in bs:
+        t.add_row(b.id, b.mcu, b.cpu, f"{b.clock_hz / 1e6:g} MHz", f"{b.app_flash_bytes // 1024:,} KiB", f"{b.sram_size // 1024:,} KiB")
+    out.print(t)
+
+
+@boards_app.command("show")
+def boards_show(board: str = typer.Argument(..., help="Board id or board file."), as_json: bool = JsonOpt):
+    """Every figure of one board, with the source each figure comes from."""
+    from .boards import load_board
+
+    try:
+        b = load_board(board)
+    except TinygenError as e:
+        _fail(e)
+    if as_json:
+        print(json.dumps(b.raw, indent=2))
+        return
+    out.print(f"[bold]{b.name}[/] ({b.id}) — {b.source}")
+    out.print(b.source.read_text(), highlight=False, markup=False)
+
+
+@app.command()
+def fit(
+    board: str = BoardOpt,
+    model: Path = typer.Option(..., "--model", "-m", help="A full-int8 .tflite, or a Keras/SavedModel model to quantize first."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Calibration samples (.npz with x[, y], or .npy), for a float model."),
+    as_json: bool = JsonOpt,
+):
+    """Check whether a model fits a board: flash and SRAM, with headroom or overage.
+
+    Exit status 0 when it fits, 2 when it does not, 1 on bad input.
+
+    Example: tinygen fit --board nucleo-l4r5zi --model model.tflite
+    """
+    _run_build(board, model, data, None, None, as_json, fit_only=True)
+
+
+@app.command()
+def build(
+    board: str = BoardOpt,
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Keras .h5/.keras, a SavedModel folder, or .tflite. Default: the bundled digits example."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Calibration samples: .npz with 'x' (and labels 'y'), or .npy. Without it, generated samples are used and accuracy is unknown."),
+    val: Optional[Path] = typer.Option(None, "--val", help="Held-out samples with labels, for the accuracy report. Default: --data."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder. Default: build/<board>/."),
+    as_json: bool = JsonOpt,
+):
+    """Quantize a model to full int8, check it against a board, and write it as C.
+
+    Writes, in --out: model.tflite (int8), model_data.h/.cc (the model as an aligned C array),
+    and fit.json (the report). Exit status 0 when it fits, 2 when it does not, 1 on bad input.
+
+    Example: tinygen build --board sparkfun-edge --model model.h5 --data calib.npz --out build/edge
+    """
+    _run_build(board, model, data, val, out_dir, as_json, fit_only=False)
+
+
+def _run_build(board_name, model, data, val, out_dir, as_json, fit_only):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+    from .boards import load_board
+    from .build import build as run
+
+    try:
+        board = load_board(board_name)
+        if not fit_only and out_dir is None:
+            out_dir = Path("build") / board.id
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      console=err, transient=True, disable=as_json) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(step, done=None, total=None):
+                if step not in tasks:
+                    tasks[step] = bar.add_task(step, total=total)
+                bar.update(tasks[step], completed=done or 0, total=total)
+
+            result = run(board, model, data, None if fit_only else out_dir, val, progress=progress)
+    except TinygenError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        err.print("interrupted; nothing was written.")
+        raise typer.Exit(130)
+    report = result.report
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        for w in result.warnings:
+            err.print(f"[yellow]warning:[/] {w}", highlight=False)
+        _render(result)
+    if not report.fits:
+        err.print(f"[bold red]{Path(report.model_path).name} does not fit {report.board.id}:[/] {report.advice()}", highlight=False)
+        raise typer.Exit(2)
+
+
+def _render(result) -> None:
+    r = result.report
+    g = r.graph
+    out.print(f"[bold]{Path(r.model_path).name}[/] on [bold]{r.board.name}[/] ({r.board.cpu}, {r.kernels} kernels)")
+    out.print(f"sha256 {g.sha256[:16]}…  {len(g.operators)} ops: {', '.join(g.ops)}  "
+              f"{g.params:,} parameters, {g.macs:,} MACs", highlight=False)
+    layers = Table(title="Layers", title_justify="left")
+    for c in ("#", "op", "output", "params", "MACs", "activations"):
+        layers.add_column(c, justify="left" if c in ("op", "output") else "right")
+    for l in g.layers:
+        layers.add_row(str(l.index), l.op, "x".join(map(str, l.output_shape)), f"{l.params:,}", f"{l.macs:,}", f"{l.activation_bytes:,}")
+    out.print(layers)
+    t = Table(title="Fit", title_justify="left")
+    for c in ("budget", "used", "of", "headroom", ""):
+        t.add_column(c, justify="left" if c in ("budget", "") else "right")
+    for name, b, parts in (
+        ("flash", r.flash, f"model {r.model_bytes:,} + TFLM runtime {r.runtime_bytes:,} + app {r.app_bytes:,}"),
+        ("SRAM", r.sram, f"arena {r.arena_bytes:,} (head {r.plan.head_bytes:,} + tail {r.plan.tail_bytes:,}) "
+                         f"+ stack {r.stack_bytes:,} + static {r.static_ram_bytes:,}"),
+    ):
+        verdict = "[green]fits[/]" if b.fits else "[red]over[/]"
+        t.add_row(f"{name} {verdict}", _kb(b.total_bytes), _kb(b.budget_bytes), f"{b.headroom_bytes:+,} B", parts)
+    out.print(t)
+    if not r.plan.exact:
+        out.print(f"[yellow]The arena is not exact: tinygen does not model the allocations of {', '.join(r.plan.unmodelled_ops)}.[/]")
+    for n in r.runtime_note:
+        out.print(f"[yellow]{n}[/]")
+    a = result.accuracy
+    if a.samples:
+        if a.kind == "labels":
+            f = f"{a.float_top1:.2%}" if a.float_top1 is not None else "n/a"
+            out.print(f"Accuracy on {a.samples:,} labelled samples: float {f}, int8 {a.int8_top1:.2%}")
+        else:
+            out.print(f"Int8 top-1 agreement with the float model on {a.samples:,} samples: {a.int8_top1:.2%} (no labels)")
+    if result.out_dir is not None:
+        out.print(f"Wrote {', '.join(result.files)} to {result.out_dir}/")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted.")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""The fit check: does an int8 model, with the runtime that runs it, fit a board's flash and SRAM?"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from .analyze import Graph
+from .arena import ArenaPlan, Target, plan_arena
+from .boards import Board
+
+# The generated application beyond the TFLM runtime: main loop, board port, UART output
+# and startup code. An allowance, not a measurement: tinygen does not generate firmware
+# yet; replace it with the linked size once it does.
+APP_FLASH_BYTES = 6 * 1024
+IO_BUFFER_BYTES = 256            # serial line buffer of the profiling harness
+
+
+@lru_cache(maxsize=None)
+def _flash_table() -> dict:
+    return tomllib.loads((Path(__file__).parent / "data" / "tflm_flash.toml").read_text())
+
+
+def runtime_flash(ops: list[str], cpu: str) -> tuple[int, int, list[str]]:
+    """(flash bytes, static RAM bytes, ops missing from the table) for TFLM with these ops."""
+    table = _flash_table()
+    core = table.get(cpu) or table["cortex-m4"]
+    missing = [op for op in ops if op not in core]
+    known = [core[op] for op in ops if op in core]
+    # an op not measured counts as the largest measured kernel, so the check errs on the safe side
+    fallback = max(v for k, v in core.items() if k not in ("base", "base_ram"))
+    return core["base"] + sum(known) + fallback * len(missing), core["base_ram"], missing
+
+
+@dataclass
+class Budget:
+    total_bytes: int
+    budget_bytes: int
+
+    @property
+    def fits(self) -> bool:
+        return self.total_bytes <= self.budget_bytes
+
+    @property
+    def headroom_bytes(self) -> int:
+        return self.budget_bytes - self.total_bytes
+
+
+@dataclass
+class FitReport:
+    board: Board
+    graph: Graph
+    model_path: str
+    kernels: str
+    plan: ArenaPlan
+    arena_bytes: int
+    sram: Budget
+    flash: Budget
+    model_bytes: int
+    runtime_bytes: int
+    app_bytes: int
+    stack_bytes: int
+    static_ram_bytes: int
+    runtime_note: list[str] = field(default_factory=list)
+
+    @property
+    def fits(self) -> bool:
+        return self.sram.fits and self.flash.fits
+
+    def advice(self) -> str:
+        """What to try when the model does not fit."""
+        tips = []
+        if not self.flash.fits:
+            tips.append(f"flash is over by {-self.flash.headroom_bytes:,} bytes")
+        if not self.sram.fits:
+            tips.append(f"SRAM is over by {-self.sram.headroom_bytes:,} bytes")
+        largest = max(self.graph.layers, key=lambda l: l.activation_bytes, default=None)
+        hint = (
+            "try `tinygen shrink` with a width multiplier below 1 (fewer channels cut weights and activations), "
+            "structured pruning, or a smaller input resolution"
+        )
+        if largest is not None and not self.sram.fits:
+            hint += f"; the largest activations are at layer {largest.index} ({largest.op}, {largest.activation_bytes:,} bytes)"
+        return "; ".join(tips) + ". To fit, " + hint + "."
+
+    def to_json(self) -> dict:
+        g = self.graph
+        return {
+            "board": self.board.id,
+            "model": {
+                "path": self.model_path,
+                "sha256": g.sha256,
+                "ops": g.ops,
+                "params": g.params,
+                "macs": g.macs,
+                "layers": [asdict(l) for l in g.layers],
+            },
+            "kernels": self.kernels,
+            "sram": {
+                "arena_bytes": self.arena_bytes,
+                "arena_head_bytes": self.plan.head_bytes,
+                "arena_tail_bytes": self.plan.tail_bytes,
+                "arena_exact": self.plan.exact,
+                "stack_bytes": self.stack_bytes,
+                "static_bytes": self.static_ram_bytes,
+                "total_bytes": self.sram.total_bytes,
+                "budget_bytes": self.sram.budget_bytes,
+                "headroom_bytes": self.sram.headroom_bytes,
+                "fits": self.sram.fits,
+            },
+            "flash": {
+                "model_bytes": self.model_bytes,
+                "runtime_bytes": self.runtime_bytes,
+                "app_bytes": self.app_bytes,
+                "total_bytes": self.flash.total_bytes,
+                "budget_bytes": self.flash.budget_bytes,
+                "headroom_bytes": self.flash.headroom_bytes,
+                "fits": self.flash.fits,
+            },
+            "fits": self.fits,
+        }
+
+
+def check_fit(graph: Graph, board: Board, model_path: str = "") -> FitReport:
+    """Flash and SRAM of `graph` on `board`, with TFLM and the kernels the firmware will use."""
+    target = Target.for_board(board)
+    plan = plan_arena(graph, target)
+    # The firmware declares the arena rounded up to 16 bytes, so its end is aligned as TFLM assumes.
+    arena = plan.used_bytes
+    runtime, runtime_ram, missing = runtime_flash(graph.ops, board.cpu)
+    static_ram = runtime_ram + IO_BUFFER_BYTES
+    sram_total = arena + board.stack_bytes + board.heap_bytes + static_ram
+    flash_total = graph.model_bytes + runtime + APP_FLASH_BYTES
+    notes = [f"{op} is not in the measured runtime table; counted as the largest kernel" for op in missing]
+    return FitReport(
+        board=board, graph=graph, model_path=model_path, kernels=target.kernels, plan=plan,
+        arena_bytes=arena,
+        sram=Budget(sram_total, board.sram_size),
+        flash=Budget(flash_total, board.app_flash_bytes),
+        model_bytes=graph.model_bytes, runtime_bytes=runtime, app_bytes=APP_FLASH_BYTES,
+        stack_bytes=board.stack_bytes, static_ram_bytes=static_ram, runtime_note=notes,
+    )

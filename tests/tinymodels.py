@@ -53,6 +53,7 @@ def catalogue() -> dict[str, object]:
         "softmax": _model((12,), L.Dense(10), L.Softmax()),
         "logistic": _model((12,), L.Dense(3, activation="sigmoid")),
         "reshape": _model((4, 6), L.Reshape((24,)), L.Dense(5)),
+        "tanh": _model((12,), L.Dense(4, activation="tanh")),  # TANH: not modelled by the arena replay
         "pad": _model((6, 6, 3), L.ZeroPadding2D(2), L.Conv2D(4, 3)),
     }
     inp = L.Input((8, 8, 4), batch_size=1)

@@ -18,8 +18,10 @@ def tf():
 
     if "tensorflow" not in sys.modules:
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # no GPU probing on a build machine
-        with quiet():  # absl and CUDA-stub chatter at import
+        with quiet():  # absl and CUDA-stub chatter at import and at device set-up
             import tensorflow
+
+            tensorflow.config.list_logical_devices()
     import tensorflow
 
     tensorflow.get_logger().setLevel(logging.ERROR)

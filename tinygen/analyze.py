@@ -131,7 +131,7 @@ def parse(model_bytes: bytes, name: str = "model") -> Graph:
         raise
     except Exception as e:  # flatbuffers reports truncation as struct/index errors
         raise ModelError(
-            f"{name} is corrupt or truncated: its flatbuffer cannot be read ({type(e).__name__})."
+            f"{name} is corrupt or truncated: its flatbuffer cannot be read."
         ) from None
     return graph
 

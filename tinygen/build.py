@@ -73,10 +73,13 @@ def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir
         calibration = data_mod.conform(data_mod.load_data(data_path), in_shape)
     elif calibration is None:
         calibration = data_mod.generated(in_shape)
-        warnings.append(
-            "No --data given: calibrated on generated samples, so the int8 accuracy is unknown; "
-            "pass real samples with --data for a quantization you can trust."
-        )
+        if src.kind == "tflite":
+            warnings.append("No --data given: the model is already int8, but its accuracy is not measured.")
+        else:
+            warnings.append(
+                "No --data given: calibrated on generated samples, so the int8 accuracy is unknown; "
+                "pass real samples with --data for a quantization you can trust."
+            )
     else:
         calibration = data_mod.conform(calibration, in_shape)
     if val_path is not None:

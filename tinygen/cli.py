@@ -158,10 +158,11 @@ def _run_build(board_name, model, data, val, out_dir, as_json, fit_only):
         print(json.dumps(result.to_json(), indent=2))
     else:
         for w in result.warnings:
-            err.print(f"[yellow]warning:[/] {w}", highlight=False)
+            err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
         _render(result)
     if not report.fits:
-        err.print(f"[bold red]{Path(report.model_path).name} does not fit {report.board.id}:[/] {report.advice()}", highlight=False)
+        err.print(f"[bold red]{Path(report.model_path).name} does not fit {report.board.id}:[/] {report.advice()}",
+                  highlight=False, soft_wrap=True)
         raise typer.Exit(2)
 
 

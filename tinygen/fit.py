@@ -10,6 +10,7 @@ from pathlib import Path
 from .analyze import Graph
 from .arena import ArenaPlan, Target, plan_arena
 from .boards import Board
+from .errors import UnsupportedOpError
 
 # The generated application beyond the TFLM runtime: main loop, board port, UART output
 # and startup code. An allowance, not a measurement: tinygen does not generate firmware
@@ -21,6 +22,22 @@ IO_BUFFER_BYTES = 256            # serial line buffer of the profiling harness
 @lru_cache(maxsize=None)
 def _flash_table() -> dict:
     return tomllib.loads((Path(__file__).parent / "data" / "tflm_flash.toml").read_text())
+
+
+@lru_cache(maxsize=None)
+def tflm_ops() -> dict[str, str]:
+    """Builtin op -> the MicroMutableOpResolver method that registers it."""
+    return tomllib.loads((Path(__file__).parent / "data" / "tflm_ops.toml").read_text())["ops"]
+
+
+def check_ops(graph: Graph) -> None:
+    """Refuse a model that uses an op TFLM does not implement, naming it."""
+    missing = [op for op in graph.ops if op not in tflm_ops()]
+    if missing:
+        names = ", ".join(missing)
+        raise UnsupportedOpError(
+            f"The model uses {names}, which TensorFlow Lite Micro does not implement; "
+            "rebuild the model without it (or register a custom kernel of your own).", missing)
 
 
 def runtime_flash(ops: list[str], cpu: str) -> tuple[int, int, list[str]]:
@@ -78,8 +95,8 @@ class FitReport:
             tips.append(f"SRAM is over by {-self.sram.headroom_bytes:,} bytes")
         largest = max(self.graph.layers, key=lambda l: l.activation_bytes, default=None)
         hint = (
-            "try `tinygen shrink` with a width multiplier below 1 (fewer channels cut weights and activations), "
-            "structured pruning, or a smaller input resolution"
+            "make the network thinner (a width multiplier below 1 cuts weights and activations), "
+            "remove whole filters, or lower the input resolution"
         )
         if largest is not None and not self.sram.fits:
             hint += f"; the largest activations are at layer {largest.index} ({largest.op}, {largest.activation_bytes:,} bytes)"
@@ -125,6 +142,7 @@ class FitReport:
 
 def check_fit(graph: Graph, board: Board, model_path: str = "") -> FitReport:
     """Flash and SRAM of `graph` on `board`, with TFLM and the kernels the firmware will use."""
+    check_ops(graph)
     target = Target.for_board(board)
     plan = plan_arena(graph, target)
     # The firmware declares the arena rounded up to 16 bytes, so its end is aligned as TFLM assumes.

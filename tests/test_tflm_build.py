@@ -1,0 +1,86 @@
+"""tinygen's 32-bit arena figure against a real TFLite Micro build for a Cortex-M4, run in QEMU.
+
+Needs TFLM_ROOT (a tflite-micro checkout whose Makefile can build `microlite` for
+cortex_m_generic with CMSIS-NN; the first build takes several minutes), arm-none-eabi-gcc
+and qemu-system-arm. Skips, saying which is missing, otherwise."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tinygen import analyze, arena, codegen
+from tinygen.resources import resource_dir
+
+TFLM_ROOT = os.environ.get("TFLM_ROOT")
+pytestmark = [
+    pytest.mark.tflm,
+    pytest.mark.skipif(not TFLM_ROOT, reason="TFLM_ROOT is not set: point it at a tflite-micro checkout to build against real TFLM"),
+    pytest.mark.skipif(shutil.which("arm-none-eabi-g++") is None, reason="arm-none-eabi-g++ is not installed"),
+    pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm is not installed"),
+]
+
+CPU = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
+CXXFLAGS = ["-std=c++17", "-fno-rtti", "-fno-exceptions", "-fno-threadsafe-statics", "-ffunction-sections",
+            "-fdata-sections", "-DTF_LITE_STATIC_MEMORY", "-DNDEBUG", "-DTF_LITE_STRIP_ERROR_STRINGS", "-Os"]
+
+
+@pytest.fixture(scope="module")
+def microlite() -> Path:
+    root = Path(TFLM_ROOT)
+    args = ["make", "-f", "tensorflow/lite/micro/tools/make/Makefile", "TARGET=cortex_m_generic",
+            "TARGET_ARCH=cortex-m4+fp", "OPTIMIZED_KERNEL_DIR=cmsis_nn", "BUILD_TYPE=release",
+            f"TARGET_TOOLCHAIN_ROOT={Path(shutil.which('arm-none-eabi-gcc')).parent}/", f"-j{os.cpu_count()}", "microlite"]
+    # TFLM's Makefile runs python3 scripts that import numpy and PIL: use this interpreter's.
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    r = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=3600, env=env)
+    assert r.returncode == 0, f"building TFLM's microlite failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+    lib = root / "gen" / "cortex_m_generic_cortex-m4+fp_release_cmsis_nn_gcc" / "lib" / "libtensorflow-microlite.a"
+    assert lib.exists()
+    return lib
+
+
+def tflm_arena(model_bytes: bytes, work: Path, lib: Path) -> int:
+    g = analyze.parse(model_bytes)
+    (work / "model_data.h").write_text(codegen.model_header("g_model", "m.tflite", g.sha256, len(model_bytes)))
+    (work / "model_data.cc").write_text(codegen.model_source(model_bytes, "g_model", "m.tflite", g.sha256))
+    fw = resource_dir("firmware")
+    root = Path(TFLM_ROOT)
+    dl = root / "tensorflow/lite/micro/tools/make/downloads"
+    inc = [f"-I{p}" for p in (root, dl / "flatbuffers/include", dl / "gemmlowp", dl / "ruy", fw / "include", work)]
+    objs = []
+    for src in (fw / "boards/mps2/startup.c", fw / "boards/mps2/board.c", fw / "common/syscalls.c"):
+        obj = work / (src.stem + ".o")
+        subprocess.run(["arm-none-eabi-gcc", *CPU, "-Os", f"-I{fw / 'include'}", "-c", src, "-o", obj], check=True)
+        objs.append(obj)
+    for src in (Path(__file__).parent / "firmware" / "arena_probe.cc", work / "model_data.cc"):
+        obj = work / (src.stem + ".o")
+        subprocess.run(["arm-none-eabi-g++", *CXXFLAGS, *CPU, *inc, "-c", src, "-o", obj], check=True)
+        objs.append(obj)
+    elf = work / "probe.elf"
+    subprocess.run(["arm-none-eabi-g++", *CPU, "-T", fw / "boards/mps2/mps2.ld", "-Wl,--gc-sections",
+                    "--specs=nano.specs", "-nostartfiles", *objs, str(lib), "-lm", "-o", elf], check=True)
+    r = subprocess.run(["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-semihosting", "-icount", "shift=0",
+                        "-kernel", elf], capture_output=True, text=True, timeout=120)
+    line = next(l for l in r.stdout.splitlines() if l.startswith("arena_used_bytes"))
+    return int(line.split()[1])
+
+
+@pytest.mark.parametrize("name", ["vww_96_int8.tflite", "pretrainedResnet_quant.tflite", "ad01_int8.tflite", "kws_ref_model.tflite"])
+def test_shared_models_match_tflm_on_cortex_m4(shared_models, microlite, tmp_path, name):
+    model = (shared_models / name).read_bytes()
+    plan = arena.plan_arena(analyze.parse(model), arena.Target("arm", "cmsis-nn", dsp=True))
+    assert tflm_arena(model, tmp_path, microlite) == plan.used_bytes
+
+
+def test_tiny_models_match_tflm_on_cortex_m4(tiny_models, microlite, tmp_path):
+    for name, model in tiny_models.items():
+        plan = arena.plan_arena(analyze.parse(model), arena.Target("arm", "cmsis-nn", dsp=True))
+        if not plan.exact:
+            continue
+        work = tmp_path / name
+        work.mkdir()
+        assert tflm_arena(model, work, microlite) == plan.used_bytes, name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -29,8 +30,10 @@ def _flash_table() -> dict:
 # The core whose measured table stands in for one that was not measured.
 _MEASURED_CORE = {"cortex-m0plus": "cortex-m0plus", "cortex-m3": "cortex-m4", "cortex-m4": "cortex-m4",
                   "cortex-m7": "cortex-m7", "cortex-m33": "cortex-m4"}
-# Function alignment and literal pools the symbol sizes do not show; see tflm_flash.json.
-_LINK_SLACK_BYTES = 64
+# Alignment and literal pools that symbol sizes do not show. Against real links of five op
+# sets per core the symbol union was -0.7% to +3.0% of the linked .text (Thumb-1 code on
+# the M0+ runs under); 1% on top keeps every one of those at or above the real size.
+_LINK_SLACK = 0.01
 
 
 @lru_cache(maxsize=None)
@@ -61,7 +64,8 @@ def runtime_flash(ops: list[str], cpu: str) -> tuple[int, int, str]:
     for op in ops:
         kept.update(table["ops"][op])
     code = sum((sizes[i] + 3) // 4 * 4 for i in kept)
-    return table["base_text"] + code + _LINK_SLACK_BYTES, table["base_ram"], core
+    total = table["base_text"] + code
+    return total + math.ceil(total * _LINK_SLACK), table["base_ram"], core
 
 
 @dataclass

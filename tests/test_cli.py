@@ -127,3 +127,11 @@ def test_op_the_runtime_lacks_is_named(tmp_path):
     r = run("fit", "--board", "sparkfun-edge", "--model", tmp_path / "m.tflite")
     line = assert_one_sentence_error(r)
     assert "REDUCE_PROD" in line and "TensorFlow Lite Micro does not implement" in line
+
+
+def test_fit_writes_a_layer_memory_png(shared_models, tmp_path):
+    png = tmp_path / "mem.png"
+    r = run("fit", "--board", "sparkfun-edge", "--model", shared_models / "kws_ref_model.tflite", "--plot", png)
+    assert r.returncode == 0, r.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".*tmp*"))

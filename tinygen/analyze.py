@@ -66,6 +66,7 @@ class Layer:
     op: str
     output_shape: tuple[int, ...]
     params: int
+    weight_bytes: int            # constant inputs as stored (int8 weights, int32 biases)
     macs: int
     activation_bytes: int        # non-constant inputs plus outputs
 
@@ -212,4 +213,5 @@ def _layer(g: Graph, o: Operator) -> Layer:
     elif o.op in ("ADD", "MUL", "SUB", "SOFTMAX", "LOGISTIC", "TANH", "MEAN"):
         macs = max(out_elems, sum(t.elements for t in ins if not t.is_const))
     act = sum(t.nbytes for t in ins if not t.is_const) + sum(t.nbytes for t in outs)
-    return Layer(o.index, o.op, out.shape if out else (), params, macs, act)
+    weights = sum(t.nbytes for t in ins if t.is_const)
+    return Layer(o.index, o.op, out.shape if out else (), params, weights, macs, act)

@@ -51,7 +51,7 @@ def _main(
 
 
 def _kb(n: int) -> str:
-    return f"{n:,} B ({n / 1024:.1f} KiB)"
+    return f"{n / 1024:,.1f} KiB"
 
 
 @boards_app.callback(invoke_without_command=True)
@@ -98,6 +98,7 @@ def fit(
     board: str = BoardOpt,
     model: Path = typer.Option(..., "--model", "-m", help="A full-int8 .tflite, or a Keras/SavedModel model to quantize first."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Calibration samples (.npz with x[, y], or .npy), for a float model."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also write per-layer memory as a PNG."),
     as_json: bool = JsonOpt,
 ):
     """Check whether a model fits a board: flash and SRAM, with headroom or overage.
@@ -106,7 +107,7 @@ def fit(
 
     Example: tinygen fit --board nucleo-l4r5zi --model model.tflite
     """
-    _run_build(board, model, data, None, None, as_json, fit_only=True)
+    _run_build(board, model, data, None, None, as_json, fit_only=True, plot=plot)
 
 
 @app.command()
@@ -116,6 +117,7 @@ def build(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Calibration samples: .npz with 'x' (and labels 'y'), or .npy. Without it, generated samples are used and accuracy is unknown."),
     val: Optional[Path] = typer.Option(None, "--val", help="Held-out samples with labels, for the accuracy report. Default: --data."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder. Default: build/<board>/."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also write per-layer memory as a PNG."),
     as_json: bool = JsonOpt,
 ):
     """Quantize a model to full int8, check it against a board, and write it as C.
@@ -125,10 +127,10 @@ def build(
 
     Example: tinygen build --board sparkfun-edge --model model.h5 --data calib.npz --out build/edge
     """
-    _run_build(board, model, data, val, out_dir, as_json, fit_only=False)
+    _run_build(board, model, data, val, out_dir, as_json, fit_only=False, plot=plot)
 
 
-def _run_build(board_name, model, data, val, out_dir, as_json, fit_only):
+def _run_build(board_name, model, data, val, out_dir, as_json, fit_only, plot=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
     from .boards import load_board
@@ -154,6 +156,11 @@ def _run_build(board_name, model, data, val, out_dir, as_json, fit_only):
         err.print("interrupted; nothing was written.")
         raise typer.Exit(130)
     report = result.report
+    if plot is not None:
+        from .plots import layer_memory_png
+
+        layer_memory_png(report, plot)
+        err.print(f"Wrote {plot}", highlight=False)
     if as_json:
         print(json.dumps(result.to_json(), indent=2))
     else:
@@ -178,17 +185,17 @@ def _render(result) -> None:
     for l in g.layers:
         layers.add_row(str(l.index), l.op, "x".join(map(str, l.output_shape)), f"{l.params:,}", f"{l.macs:,}", f"{l.activation_bytes:,}")
     out.print(layers)
-    t = Table(title="Fit", title_justify="left")
-    for c in ("budget", "used", "of", "headroom", ""):
-        t.add_column(c, justify="left" if c in ("budget", "") else "right")
-    for name, b, parts in (
-        ("flash", r.flash, f"model {r.model_bytes:,} + TFLM runtime {r.runtime_bytes:,} + app {r.app_bytes:,}"),
-        ("SRAM", r.sram, f"arena {r.arena_bytes:,} (head {r.plan.head_bytes:,} + tail {r.plan.tail_bytes:,}) "
-                         f"+ stack {r.stack_bytes:,} + static {r.static_ram_bytes:,}"),
-    ):
-        verdict = "[green]fits[/]" if b.fits else "[red]over[/]"
-        t.add_row(f"{name} {verdict}", _kb(b.total_bytes), _kb(b.budget_bytes), f"{b.headroom_bytes:+,} B", parts)
+    t = Table(title=f"Fit on {r.board.id}", title_justify="left")
+    for c in ("", "used", "budget", "headroom", "verdict"):
+        t.add_column(c, justify="left" if c in ("", "verdict") else "right")
+    for name, b in (("flash", r.flash), ("SRAM", r.sram)):
+        verdict = "[green]fits[/]" if b.fits else f"[red]over by {-b.headroom_bytes:,} B[/]"
+        t.add_row(name, _kb(b.total_bytes), _kb(b.budget_bytes), f"{b.headroom_bytes:+,} B", verdict)
     out.print(t)
+    out.print(f"  flash = model {r.model_bytes:,} + TFLM runtime {r.runtime_bytes:,} ({', '.join(g.ops)}) "
+              f"+ application {r.app_bytes:,}", highlight=False)
+    out.print(f"  SRAM  = arena {r.arena_bytes:,} (activations {r.plan.head_bytes:,} + persistent {r.plan.tail_bytes:,}) "
+              f"+ stack {r.stack_bytes:,} + static {r.static_ram_bytes:,}", highlight=False)
     if not r.plan.exact:
         out.print(f"[yellow]The arena is not exact: tinygen does not model the allocations of {', '.join(r.plan.unmodelled_ops)}.[/]")
     for n in r.runtime_note:

@@ -110,37 +110,49 @@ def _same_padding(in_size: int, filt: int, stride: int, dilation: int, out_size:
     return max(((out_size - 1) * stride + eff - in_size) // 2, 0)
 
 
-def _conv_scratch(g: Graph, op: Operator, t: Target) -> int:
-    """CMSIS-NN arm_convolve_wrapper_s8_get_buffer_size for a non-MVE core (M0+, M4, M7)."""
+@dataclass
+class _ConvGeometry:
+    n: int
+    ic: int
+    kh: int
+    kw: int
+    fc: int       # the filter's last dimension
+    oc: int
+    ph: int       # padding as TFLite computes it (SAME: centred, floor)
+    pw: int
+    dilation1: bool
+
+
+def _conv_geometry(g: Graph, op: Operator) -> _ConvGeometry:
     inp, filt, out = g.tensors[op.inputs[0]], g.tensors[op.inputs[1]], g.tensors[op.outputs[0]]
-    _, ih, iw, ic = inp.shape
+    n, ih, iw, ic = inp.shape
     _, kh, kw, fc = filt.shape
-    _, oh, ow, _ = out.shape
+    _, oh, ow, oc = out.shape
     o = op.options
     same = o.padding == 0
-    ph = _same_padding(ih, kh, o.strideH, o.dilationHFactor, oh, same)
-    pw = _same_padding(iw, kw, o.strideW, o.dilationWFactor, ow, same)
-    dil1 = o.dilationWFactor == 1 and o.dilationHFactor == 1
-    if pw == 0 and ph == 0 and kw == 1 and kh == 1 and dil1 and ic == fc:
+    return _ConvGeometry(
+        n, ic, kh, kw, fc, oc,
+        _same_padding(ih, kh, o.strideH, o.dilationHFactor, oh, same),
+        _same_padding(iw, kw, o.strideW, o.dilationWFactor, ow, same),
+        o.dilationWFactor == 1 and o.dilationHFactor == 1,
+    )
+
+
+def _conv_scratch(g: Graph, op: Operator, t: Target) -> int:
+    """CMSIS-NN arm_convolve_wrapper_s8_get_buffer_size for a non-MVE core (M0+, M4, M7)."""
+    c = _conv_geometry(g, op)
+    if c.pw == 0 and c.ph == 0 and c.kw == 1 and c.kh == 1 and c.dilation1 and c.ic == c.fc:
         return 0  # 1x1: the fast path needs a buffer only under armclang
-    rhs_cols = kw * kh * ic
-    return 2 * _align_up(rhs_cols, 4) * 2
+    return 2 * _align_up(c.kw * c.kh * c.ic, 4) * 2
 
 
 def _dwconv_scratch(g: Graph, op: Operator, t: Target) -> int:
     """CMSIS-NN arm_depthwise_conv_wrapper_s8_get_buffer_size for a non-MVE core."""
-    inp, filt, out = g.tensors[op.inputs[0]], g.tensors[op.inputs[1]], g.tensors[op.outputs[0]]
-    n, ih, iw, ic = inp.shape
-    _, kh, kw, _ = filt.shape
-    _, oh, ow, oc = out.shape
-    o = op.options
-    same = o.padding == 0
-    ph = _same_padding(ih, kh, o.strideH, o.dilationHFactor, oh, same)
-    pw = _same_padding(iw, kw, o.strideW, o.dilationWFactor, ow, same)
-    if ic == oc and n == 1 and o.dilationWFactor == 1 and o.dilationHFactor == 1:
-        if kw == 3 and kh == 3 and ph <= 1 and pw <= 1:
+    c = _conv_geometry(g, op)
+    if c.ic == c.oc and c.n == 1 and c.dilation1:
+        if c.kw == 3 and c.kh == 3 and c.ph <= 1 and c.pw <= 1:
             return 0
-        return ic * kw * kh * 2 if t.dsp else 0
+        return c.ic * c.kw * c.kh * 2 if t.dsp else 0
     return 0
 
 

@@ -9,9 +9,9 @@ from typing import Callable
 
 import numpy as np
 
-from . import analyze, codegen, data as data_mod, examples, models, quantize
+from . import analyze, codegen, data as data_mod, examples, models, project as project_mod, quantize
 from .boards import Board
-from .evaluate import Accuracy, accuracy, int8_predict
+from .evaluate import Accuracy, accuracy, int8_predict, quantize_samples
 from .fit import FitReport, check_fit
 from .outputs import write_tree
 
@@ -27,6 +27,9 @@ class BuildResult:
     warnings: list[str] = field(default_factory=list)
     out_dir: Path | None = None
     files: list[str] = field(default_factory=list)
+    project: bool = False
+    size: object | None = None       # firmware.ImageSize, with --compile
+    run: object | None = None        # firmware.RunResult, with --run
 
     def to_json(self) -> dict:
         j = self.report.to_json()
@@ -39,6 +42,11 @@ class BuildResult:
         if self.out_dir is not None:
             j["out"] = str(self.out_dir)
             j["files"] = self.files
+        if self.size is not None:
+            j["size"] = {"text": self.size.text, "data": self.size.data, "bss": self.size.bss}
+        if self.run is not None:
+            j["run"] = {"arena_used_bytes": self.run.arena_used_bytes, "vectors": self.run.vectors,
+                        "mismatches": self.run.mismatches, "cycles": self.run.cycles}
         return j
 
 
@@ -47,7 +55,8 @@ def _noop(step: str, done: int | None = None, total: int | None = None) -> None:
 
 
 def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir: Path | None,
-          val_path: Path | None = None, eval_limit: int = 1000, progress: Progress = _noop) -> BuildResult:
+          val_path: Path | None = None, eval_limit: int = 1000, progress: Progress = _noop,
+          input_source: str = "test-vectors", vector_count: int = 10, project: bool = True) -> BuildResult:
     warnings: list[str] = []
     validation = None
     if model_path is None:
@@ -119,13 +128,51 @@ def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir
     if out_dir is not None:
         progress("Writing outputs", None, None)
         symbol = "g_model"
-        files = {
-            "model.tflite": model_bytes,
-            "model_data.h": codegen.model_header(symbol, src.name, graph.sha256, len(model_bytes)),
-            "model_data.cc": codegen.model_source(model_bytes, symbol, src.name, graph.sha256),
-        }
+        files: dict[str, str | bytes] = {"model.tflite": model_bytes}
+        has_port = project and project_mod.has_port(board)
+        src_dir = "src/" if has_port else ""
+        files[f"{src_dir}model_data.h"] = codegen.model_header(symbol, src.name, graph.sha256, len(model_bytes))
+        files[f"{src_dir}model_data.cc"] = codegen.model_source(model_bytes, symbol, src.name, graph.sha256)
+        if has_port:
+            vectors = None
+            if input_source == "test-vectors":
+                pool = eval_set if eval_set is not None else calibration
+                vin = quantize_samples(graph, np.asarray(pool.x[:vector_count]))
+                progress("Test vectors (TFLite Micro)", None, None)
+                vectors = (vin, int8_predict(model_bytes, graph, vin))
+            files.update(project_mod.render_project(report, src.name, input_source, vectors, pool.source if vectors is not None else ""))
+            result.project = True
+        elif project:
+            warnings.append(f"tinygen has no firmware port for {board.id} ({board.family}) yet: wrote the model "
+                            "and the fit report, not a firmware project.")
         result.out_dir = out_dir
         result.files = sorted(list(files) + ["fit.json"])
         files["fit.json"] = json.dumps(result.to_json(), indent=2) + "\n"
         write_tree(out_dir, files)
+    return result
+
+
+def compile_and_run(result: BuildResult, tflm_root: Path | None, sdk_roots: dict[str, Path | None],
+                    run: bool = False, progress: Progress = _noop) -> BuildResult:
+    """`make` the project written by build(); with run, boot it in QEMU. fit.json is updated."""
+    from . import firmware
+
+    board = result.report.board
+    if result.out_dir is None or not result.project:
+        raise firmware.FirmwareError(f"There is no firmware project to compile for {board.id}.")
+    port = project_mod.load_port(board)
+    if run and not port.run:
+        raise firmware.FirmwareError(
+            f"--run boots the image in an emulator, and {board.id} has none; flash build/firmware.bin instead "
+            "(see the project's README.md), or use --board mps2-an386.")
+    sdk_root = sdk_roots.get(port.sdk["variable"]) if port.sdk else None
+    progress("Compiling the firmware (TFLM's first build takes minutes)", None, None)
+    result.size = firmware.compile_project(result.out_dir, tflm_root, port.sdk, sdk_root)
+    if run:
+        progress("Running in QEMU", None, None)
+        result.run = firmware.run_in_qemu(port.run, result.out_dir / "build" / "firmware.elf")
+    fit_json = result.out_dir / "fit.json"
+    tmp = fit_json.with_name(".fit.json.tmp")
+    tmp.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    tmp.replace(fit_json)
     return result

@@ -117,20 +117,34 @@ def build(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Calibration samples: .npz with 'x' (and labels 'y'), or .npy. Without it, generated samples are used and accuracy is unknown."),
     val: Optional[Path] = typer.Option(None, "--val", help="Held-out samples with labels, for the accuracy report. Default: --data."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder. Default: build/<board>/."),
+    input_source: str = typer.Option("test-vectors", "--input", help="Where the firmware's inputs come from: test-vectors (compiled in, checked against the host interpreter) or serial (sent by the host)."),
+    vectors: int = typer.Option(10, "--vectors", min=1, help="How many test vectors to compile in (from --val, else --data)."),
+    no_project: bool = typer.Option(False, "--no-project", help="Write the model and fit report only, no firmware project."),
+    compile_: bool = typer.Option(False, "--compile", help="Build the firmware with arm-none-eabi-gcc and report its real size (needs TFLM_ROOT)."),
+    run_: bool = typer.Option(False, "--run", help="Boot the firmware in QEMU (mps2-an386) and show what it prints; implies --compile."),
+    tflm_root: Optional[Path] = typer.Option(None, "--tflm-root", envvar="TFLM_ROOT", help="A tflite-micro checkout (default: $TFLM_ROOT)."),
+    ambiq_root: Optional[Path] = typer.Option(None, "--ambiq-root", envvar="AMBIQ_ROOT", help="AmbiqSuite SDK with boards_sfe, for the SparkFun Edge (default: $AMBIQ_ROOT)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also write per-layer memory as a PNG."),
     as_json: bool = JsonOpt,
 ):
     """Quantize a model to full int8, check it against a board, and write it as C.
 
-    Writes, in --out: model.tflite (int8), model_data.h/.cc (the model as an aligned C array),
-    and fit.json (the report). Exit status 0 when it fits, 2 when it does not, 1 on bad input.
+    Writes, in --out: model.tflite (int8), fit.json (the report) and, for boards with a
+    firmware port (sparkfun-edge, mps2-an386), a TFLite Micro firmware project: Makefile,
+    CMakeLists.txt, README.md, src/ (main.cc, model_settings.h, model_data.cc, test vectors)
+    and port/. Exit status 0 when it fits, 2 when it does not, 1 on bad input or a failed build.
 
-    Example: tinygen build --board sparkfun-edge --model model.h5 --data calib.npz --out build/edge
+    Examples:
+      tinygen build --board sparkfun-edge --model model.h5 --data calib.npz --out build/edge
+      tinygen build --board mps2-an386 --out build/qemu --compile --run
     """
-    _run_build(board, model, data, val, out_dir, as_json, fit_only=False, plot=plot)
+    firmware = {"input_source": input_source, "vector_count": vectors, "project": not no_project,
+                "compile": compile_ or run_, "run": run_, "tflm_root": tflm_root,
+                "sdk_roots": {"AMBIQ_ROOT": ambiq_root}}
+    _run_build(board, model, data, val, out_dir, as_json, fit_only=False, plot=plot, firmware=firmware)
 
 
-def _run_build(board_name, model, data, val, out_dir, as_json, fit_only, plot=None):
+def _run_build(board_name, model, data, val, out_dir, as_json, fit_only, plot=None, firmware=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
     from .boards import load_board
@@ -149,7 +163,14 @@ def _run_build(board_name, model, data, val, out_dir, as_json, fit_only, plot=No
                     tasks[step] = bar.add_task(step, total=total)
                 bar.update(tasks[step], completed=done or 0, total=total)
 
-            result = run(board, model, data, None if fit_only else out_dir, val, progress=progress)
+            fw = firmware or {}
+            result = run(board, model, data, None if fit_only else out_dir, val, progress=progress,
+                         input_source=fw.get("input_source", "test-vectors"),
+                         vector_count=fw.get("vector_count", 10), project=fw.get("project", False))
+            if fw.get("compile") and result.report.fits:
+                from .build import compile_and_run
+
+                compile_and_run(result, fw["tflm_root"], fw["sdk_roots"], fw["run"], progress)
     except TinygenError as e:
         _fail(e)
     except KeyboardInterrupt:
@@ -208,7 +229,20 @@ def _render(result) -> None:
         else:
             out.print(f"Int8 top-1 agreement with the float model on {a.samples:,} samples: {a.int8_top1:.2%} (no labels)")
     if result.out_dir is not None:
-        out.print(f"Wrote {', '.join(result.files)} to {result.out_dir}/")
+        shown = [f for f in result.files if "/" not in f] + sorted({f.split("/")[0] + "/" for f in result.files if "/" in f})
+        out.print(f"Wrote {', '.join(shown)} to {result.out_dir}/")
+    if result.size is not None:
+        z = result.size
+        out.print(f"Linked firmware (arm-none-eabi-size): text {z.text:,} + data {z.data:,} = flash {z.text + z.data:,} B "
+                  f"(tinygen estimated {r.flash.total_bytes:,}); static RAM data+bss {z.data + z.bss:,} B "
+                  f"(estimated SRAM {r.sram.total_bytes - r.stack_bytes:,} without the stack)", highlight=False)
+    if result.run is not None:
+        rr = result.run
+        out.print(f"In QEMU: arena_used_bytes {rr.arena_used_bytes:,} (tinygen: {r.arena_bytes:,}); "
+                  f"{rr.vectors} test vectors, {rr.mismatches} differing from the host TFLite Micro interpreter", highlight=False)
+        if rr.cycles:
+            out.print(f"  SysTick cycles per inference under QEMU -icount (deterministic, not a real chip's): "
+                      f"{', '.join(f'{c:,}' for c in rr.cycles[:5])}{' ...' if len(rr.cycles) > 5 else ''}", highlight=False)
 
 
 def main() -> None:

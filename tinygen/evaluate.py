@@ -23,6 +23,16 @@ def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return np.clip(q, -128, 127).astype(np.int8)
 
 
+def quantize_samples(graph: Graph, x: np.ndarray) -> np.ndarray:
+    """Float samples to the model's int8 input, as TFLite quantizes them."""
+    if x.dtype == np.int8:
+        return x
+    tin = graph.tensors[graph.inputs[0]]
+    scale = float(tin.scale[0]) if tin.scale is not None and len(tin.scale) else 1.0
+    zp = int(tin.zero_point[0]) if tin.zero_point is not None and len(tin.zero_point) else 0
+    return quantize_input(x, scale, zp)
+
+
 def int8_predict(model_bytes: bytes, graph: Graph, x: np.ndarray,
                  progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Raw int8 outputs of the TFLite Micro interpreter (reference kernels) for float inputs x."""

@@ -16,6 +16,9 @@ void board_init(void);
 // Blocking write of n bytes to the console UART.
 void board_serial_write(const char* data, size_t n);
 
+// Blocking read of one byte from the console UART; -1 if the port failed.
+int board_serial_read(void);
+
 // A free-running cycle count (DWT_CYCCNT, or SysTick extended in software).
 uint32_t board_cycles(void);
 

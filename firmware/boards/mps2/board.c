@@ -13,7 +13,9 @@
 #define UART_CTRL (*(volatile uint32_t*)(UART0_BASE + 0x08))
 #define UART_BAUDDIV (*(volatile uint32_t*)(UART0_BASE + 0x10))
 #define UART_STATE_TXFULL 1u
+#define UART_STATE_RXFULL 2u
 #define UART_CTRL_TXEN 1u
+#define UART_CTRL_RXEN 2u
 
 #define SYST_CSR (*(volatile uint32_t*)0xE000E010u)
 #define SYST_RVR (*(volatile uint32_t*)0xE000E014u)
@@ -26,7 +28,7 @@ void SysTick_Handler(void) { systick_wraps++; }
 
 void board_init(void) {
   UART_BAUDDIV = SYSCLK_HZ / 115200u;
-  UART_CTRL = UART_CTRL_TXEN;
+  UART_CTRL = UART_CTRL_TXEN | UART_CTRL_RXEN;
   SYST_RVR = SYSTICK_RELOAD;
   SYST_CVR = 0;
   SYST_CSR = 0x7;  // processor clock, interrupt on wrap, enabled
@@ -38,6 +40,12 @@ void board_serial_write(const char* data, size_t n) {
     }
     UART_DATA = (uint8_t)data[i];
   }
+}
+
+int board_serial_read(void) {
+  while (!(UART_STATE & UART_STATE_RXFULL)) {
+  }
+  return (int)(UART_DATA & 0xFFu);
 }
 
 uint32_t board_cycles(void) {

@@ -56,12 +56,14 @@ def test_default_build_end_to_end(tmp_path):
     assert report["model"]["sha256"] and report["model"]["ops"]
     assert report["accuracy"]["measured_by"] == "labels"
     assert report["accuracy"]["int8"] > 0.9 and report["accuracy"]["float"] > 0.9
-    assert sorted(p.name for p in out.iterdir()) == ["fit.json", "model.tflite", "model_data.cc", "model_data.h"]
+    assert sorted(p.name for p in out.iterdir()) == ["CMakeLists.txt", "Makefile", "README.md", "fit.json", "model.tflite", "port", "src"]
     assert json.loads((out / "fit.json").read_text())["sram"] == report["sram"]
-    src = (out / "model_data.cc").read_text()
+    src = (out / "src" / "model_data.cc").read_text()
     assert "alignas(16) const unsigned char g_model[]" in src
     assert report["model"]["sha256"] in src.splitlines()[1]
     assert report["flash"]["model_bytes"] == (out / "model.tflite").stat().st_size
+    # ten 8x8 digits and their ten int8 scores are compiled in, and counted in flash
+    assert report["flash"]["test_vector_bytes"] == 10 * (64 + 10)
 
 
 def test_fit_of_an_int8_model(shared_models):

@@ -122,7 +122,11 @@ def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir
         acc = accuracy(float_out, int8_out, ys)
 
     progress("Checking the fit", None, None)
-    report = check_fit(graph, board, str(model_path))
+    pool = eval_set if eval_set is not None else calibration   # where test vectors come from
+    n_vectors = min(vector_count, len(pool))
+    vectors_in_flash = (out_dir is not None and project and input_source == "test-vectors"
+                        and project_mod.has_port(board))
+    report = check_fit(graph, board, str(model_path), n_vectors if vectors_in_flash else 0)
     result = BuildResult(report, model_bytes, acc, calibration.source, warnings)
 
     if out_dir is not None:
@@ -136,8 +140,7 @@ def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir
         if has_port:
             vectors = None
             if input_source == "test-vectors":
-                pool = eval_set if eval_set is not None else calibration
-                vin = quantize_samples(graph, np.asarray(pool.x[:vector_count]))
+                vin = quantize_samples(graph, np.asarray(pool.x[:n_vectors]))
                 progress("Test vectors (TFLite Micro)", None, None)
                 vectors = (vin, int8_predict(model_bytes, graph, vin))
             files.update(project_mod.render_project(report, src.name, input_source, vectors, pool.source if vectors is not None else ""))

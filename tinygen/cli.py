@@ -213,10 +213,12 @@ def _render(result) -> None:
         verdict = "[green]fits[/]" if b.fits else f"[red]over by {-b.headroom_bytes:,} B[/]"
         t.add_row(name, _kb(b.total_bytes), _kb(b.budget_bytes), f"{b.headroom_bytes:+,} B", verdict)
     out.print(t)
+    vectors = f" + test vectors {r.test_vector_bytes:,}" if r.test_vector_bytes else ""
     out.print(f"  flash = model {r.model_bytes:,} + TFLM runtime {r.runtime_bytes:,} ({', '.join(g.ops)}) "
-              f"+ application {r.app_bytes:,}", highlight=False)
+              f"+ application {r.app_bytes:,}{vectors}", highlight=False)
     out.print(f"  SRAM  = arena {r.arena_bytes:,} (activations {r.plan.head_bytes:,} + persistent {r.plan.tail_bytes:,}) "
-              f"+ stack {r.stack_bytes:,} + static {r.static_ram_bytes:,}", highlight=False)
+              f"+ margin {r.arena_reserved_bytes - r.arena_bytes:,} + stack {r.stack_bytes:,} + static {r.static_ram_bytes:,}",
+              highlight=False)
     if not r.plan.exact:
         out.print(f"[yellow]The arena is not exact: tinygen does not model the allocations of {', '.join(r.plan.unmodelled_ops)}.[/]")
     for n in r.runtime_note:

@@ -19,6 +19,9 @@ from .errors import UnsupportedOpError
 # to 7,280 bytes of .text (arm-none-eabi-gcc 12.2, -Os, --gc-sections); rounded up to 8 KiB
 # for the application loop. Some libc code is counted both here and in the runtime base.
 APP_FLASH_BYTES = 8 * 1024
+# The generated firmware reserves the arena rounded up to 16 bytes plus this margin, for a
+# TFLM newer than the one tinygen's tables were measured on.
+ARENA_MARGIN_BYTES = 1024
 IO_BUFFER_BYTES = 256            # an allowance for the firmware's serial output buffer
 
 
@@ -90,11 +93,13 @@ class FitReport:
     kernels: str
     plan: ArenaPlan
     arena_bytes: int
+    arena_reserved_bytes: int
     sram: Budget
     flash: Budget
     model_bytes: int
     runtime_bytes: int
     app_bytes: int
+    test_vector_bytes: int
     stack_bytes: int
     static_ram_bytes: int
     runtime_core: str = ""
@@ -109,6 +114,8 @@ class FitReport:
         tips = []
         if not self.flash.fits:
             tips.append(f"flash is over by {-self.flash.headroom_bytes:,} bytes")
+            if self.test_vector_bytes:
+                tips.append(f"the compiled-in test vectors take {self.test_vector_bytes:,} of them (fewer with --vectors)")
         if not self.sram.fits:
             tips.append(f"SRAM is over by {-self.sram.headroom_bytes:,} bytes")
         largest = max(self.graph.layers, key=lambda l: l.activation_bytes, default=None)
@@ -138,6 +145,7 @@ class FitReport:
                 "arena_head_bytes": self.plan.head_bytes,
                 "arena_tail_bytes": self.plan.tail_bytes,
                 "arena_exact": self.plan.exact,
+                "arena_reserved_bytes": self.arena_reserved_bytes,
                 "stack_bytes": self.stack_bytes,
                 "static_bytes": self.static_ram_bytes,
                 "total_bytes": self.sram.total_bytes,
@@ -150,6 +158,7 @@ class FitReport:
                 "runtime_bytes": self.runtime_bytes,
                 "runtime_measured_for": self.runtime_core,
                 "app_bytes": self.app_bytes,
+                "test_vector_bytes": self.test_vector_bytes,
                 "total_bytes": self.flash.total_bytes,
                 "budget_bytes": self.flash.budget_bytes,
                 "headroom_bytes": self.flash.headroom_bytes,
@@ -159,8 +168,9 @@ class FitReport:
         }
 
 
-def check_fit(graph: Graph, board: Board, model_path: str = "") -> FitReport:
-    """Flash and SRAM of `graph` on `board`, with TFLM and the kernels the firmware will use."""
+def check_fit(graph: Graph, board: Board, model_path: str = "", test_vectors: int = 0) -> FitReport:
+    """Flash and SRAM of `graph` on `board`, with TFLM and the kernels the firmware will use.
+    `test_vectors` compiled into the firmware cost their inputs and expected outputs in flash."""
     check_ops(graph)
     target = Target.for_board(board)
     plan = plan_arena(graph, target)
@@ -168,16 +178,19 @@ def check_fit(graph: Graph, board: Board, model_path: str = "") -> FitReport:
     arena = plan.used_bytes
     runtime, runtime_ram, measured_core = runtime_flash(graph.ops, board.cpu)
     static_ram = runtime_ram + IO_BUFFER_BYTES
-    sram_total = arena + board.stack_bytes + board.heap_bytes + static_ram
-    flash_total = graph.model_bytes + runtime + APP_FLASH_BYTES
+    reserved = (arena + 15) // 16 * 16 + ARENA_MARGIN_BYTES
+    sram_total = reserved + board.stack_bytes + board.heap_bytes + static_ram
+    vector_bytes = test_vectors * (graph.tensors[graph.inputs[0]].nbytes + graph.tensors[graph.outputs[0]].nbytes)
+    flash_total = graph.model_bytes + runtime + APP_FLASH_BYTES + vector_bytes
     notes = [] if measured_core == board.cpu else [
         f"TFLM's code size was measured for {measured_core}, not {board.cpu}; the flash figure uses it."]
     return FitReport(
         board=board, graph=graph, model_path=model_path, kernels=target.kernels, plan=plan,
-        arena_bytes=arena,
+        arena_bytes=arena, arena_reserved_bytes=reserved,
         sram=Budget(sram_total, board.sram_size),
         flash=Budget(flash_total, board.app_flash_bytes),
         model_bytes=graph.model_bytes, runtime_bytes=runtime, app_bytes=APP_FLASH_BYTES,
+        test_vector_bytes=vector_bytes,
         stack_bytes=board.stack_bytes, static_ram_bytes=static_ram, runtime_core=measured_core,
         runtime_note=notes,
     )

@@ -15,12 +15,10 @@ from . import __version__
 from .analyze import Graph
 from .boards import Board
 from .errors import TinygenError
-from .fit import FitReport, tflm_ops
+from .fit import ARENA_MARGIN_BYTES, FitReport, tflm_ops
 from .resources import resource_dir
 
 INPUT_SOURCES = ("test-vectors", "serial", "camera")
-# Room for a TFLM newer than the one tinygen's tables were measured on; a multiple of 16.
-ARENA_MARGIN_BYTES = 1024
 
 _FLASH_HOWTO = {
     "qemu": "No board needed: `make run` boots `build/firmware.elf` in qemu-system-arm (mps2-an386) and "
@@ -113,7 +111,7 @@ def render_project(report: FitReport, model_name: str, input_source: str,
         "version": __version__, "model_name": model_name, "sha256": graph.sha256,
         "project_name": "tinygen_firmware", "board": board, "kernels": report.kernels, "ops": ops,
         "arena_exact_bytes": report.arena_bytes, "arena_margin_bytes": ARENA_MARGIN_BYTES,
-        "arena_reserved_bytes": (report.arena_bytes + 15) // 16 * 16 + ARENA_MARGIN_BYTES,
+        "arena_reserved_bytes": report.arena_reserved_bytes,
         "arena_exact": report.plan.exact, "unmodelled_ops": report.plan.unmodelled_ops,
         "input": _io(graph, graph.inputs[0]), "output": _io(graph, graph.outputs[0]),
         "labels": labels or [], "raw_output": raw_output, "input_source": input_source,
@@ -124,6 +122,8 @@ def render_project(report: FitReport, model_name: str, input_source: str,
         "sdk_libs": [f"{var}/{l}" for l in (sdk or {}).get("libs", [])],
         "sdk_includes_cmake": [f"{cmake_var}/{i}" if i != "." else cmake_var for i in (sdk or {}).get("includes", [])],
         "sdk_libs_cmake": [f"{cmake_var}/{l}" for l in (sdk or {}).get("libs", [])],
+        "sdk_sources": list((sdk or {}).get("sources", [])),
+        "sdk_sources_cmake": [f"{cmake_var}/{f}" for f in (sdk or {}).get("sources", [])],
         "c_sources": [f"port/{s}" for s in port.sources] + ["port/harness.c", "port/syscalls.c"],
         "cxx_sources": ["src/main.cc", "src/model_data.cc"] + (["src/test_vectors.cc"] if input_source == "test-vectors" else []),
         "run": port.run,

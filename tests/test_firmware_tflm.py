@@ -1,0 +1,39 @@
+"""Whole firmware builds with real TFLM (TFLM_ROOT), booted in QEMU: the outputs the firmware
+computes must equal the host tflite-micro interpreter's, and its arena tinygen's figure.
+The SparkFun Edge image is also linked where AMBIQ_ROOT is set."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tinygen.boards import load_board
+from tinygen.build import build, compile_and_run
+
+TFLM_ROOT = os.environ.get("TFLM_ROOT")
+AMBIQ_ROOT = os.environ.get("AMBIQ_ROOT")
+pytestmark = [
+    pytest.mark.tflm,
+    pytest.mark.skipif(not TFLM_ROOT, reason="TFLM_ROOT is not set: point it at a tflite-micro checkout to build whole firmware"),
+    pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc is not installed"),
+]
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm is not installed")
+@pytest.mark.parametrize("name", ["vww_96_int8.tflite", "pretrainedResnet_quant.tflite", "kws_ref_model.tflite", "ad01_int8.tflite"])
+def test_mps2_firmware_matches_the_host_interpreter(shared_models, tmp_path, name):
+    result = build(load_board("mps2-an386"), shared_models / name, None, tmp_path / "fw", vector_count=3)
+    compile_and_run(result, Path(TFLM_ROOT), {}, run=True)
+    assert result.run.vectors == 3
+    assert result.run.mismatches == 0
+    assert result.run.arena_used_bytes == result.report.arena_bytes
+    assert result.size.text + result.size.data <= result.report.flash.total_bytes
+
+
+@pytest.mark.skipif(not AMBIQ_ROOT, reason="AMBIQ_ROOT is not set: point it at the AmbiqSuite SDK with boards_sfe")
+def test_sparkfun_edge_firmware_links(shared_models, tmp_path):
+    result = build(load_board("sparkfun-edge"), shared_models / "kws_ref_model.tflite", None, tmp_path / "fw", vector_count=2)
+    compile_and_run(result, Path(TFLM_ROOT), {"AMBIQ_ROOT": Path(AMBIQ_ROOT)})
+    assert result.size.text + result.size.data <= result.report.flash.total_bytes
+    assert (tmp_path / "fw" / "build" / "firmware.bin").exists()

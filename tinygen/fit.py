@@ -13,12 +13,19 @@ from .analyze import Graph
 from .arena import ArenaPlan, Target, plan_arena
 from .boards import Board
 from .errors import UnsupportedOpError
+from .resources import resource_dir
 
-# The application around the TFLM runtime: startup, board port, UART output (newlib-nano
-# printf) and the main loop. Measured: the mps2-an386 port with tests/firmware/hello.c links
-# to 7,280 bytes of .text (arm-none-eabi-gcc 12.2, -Os, --gc-sections); rounded up to 8 KiB
-# for the application loop. Some libc code is counted both here and in the runtime base.
+# The application around the TFLM runtime (startup, board port, harness, main loop) comes
+# from the board port's manifest, measured on linked firmware; a board without a port gets
+# this allowance (the mps2 port with newlib-nano printf, tests/firmware/hello.c, is 7,280 B).
 APP_FLASH_BYTES = 8 * 1024
+
+
+def application_flash_bytes(board: Board) -> int:
+    manifest = resource_dir("firmware") / "boards" / board.family / "port.toml"
+    if manifest.exists():
+        return int(tomllib.loads(manifest.read_text()).get("app_flash_bytes", APP_FLASH_BYTES))
+    return APP_FLASH_BYTES
 # The generated firmware reserves the arena rounded up to 16 bytes plus this margin, for a
 # TFLM newer than the one tinygen's tables were measured on.
 ARENA_MARGIN_BYTES = 1024
@@ -181,7 +188,8 @@ def check_fit(graph: Graph, board: Board, model_path: str = "", test_vectors: in
     reserved = (arena + 15) // 16 * 16 + ARENA_MARGIN_BYTES
     sram_total = reserved + board.stack_bytes + board.heap_bytes + static_ram
     vector_bytes = test_vectors * (graph.tensors[graph.inputs[0]].nbytes + graph.tensors[graph.outputs[0]].nbytes)
-    flash_total = graph.model_bytes + runtime + APP_FLASH_BYTES + vector_bytes
+    app = application_flash_bytes(board)
+    flash_total = graph.model_bytes + runtime + app + vector_bytes
     notes = [] if measured_core == board.cpu else [
         f"TFLM's code size was measured for {measured_core}, not {board.cpu}; the flash figure uses it."]
     return FitReport(
@@ -189,7 +197,7 @@ def check_fit(graph: Graph, board: Board, model_path: str = "", test_vectors: in
         arena_bytes=arena, arena_reserved_bytes=reserved,
         sram=Budget(sram_total, board.sram_size),
         flash=Budget(flash_total, board.app_flash_bytes),
-        model_bytes=graph.model_bytes, runtime_bytes=runtime, app_bytes=APP_FLASH_BYTES,
+        model_bytes=graph.model_bytes, runtime_bytes=runtime, app_bytes=app,
         test_vector_bytes=vector_bytes,
         stack_bytes=board.stack_bytes, static_ram_bytes=static_ram, runtime_core=measured_core,
         runtime_note=notes,

@@ -247,6 +247,101 @@ def _render(result) -> None:
                       f"{', '.join(f'{c:,}' for c in rr.cycles[:5])}{' ...' if len(rr.cycles) > 5 else ''}", highlight=False)
 
 
+@app.command()
+def monitor(
+    port: str = typer.Option(..., "--port", "-p", help="A serial port or pyserial URL: /dev/ttyUSB0, socket://127.0.0.1:5555, rfc2217://host:port, loop://."),
+    board: Optional[str] = typer.Option(None, "--board", "-b", help="The board, for its baud rate and the energy estimate (supply voltage x active current)."),
+    baud: Optional[int] = typer.Option(None, "--baud", help="Baud rate. Default: the board's, else 115200."),
+    count: Optional[int] = typer.Option(None, "--count", "-n", min=1, help="Stop after this many inferences."),
+    duration: Optional[float] = typer.Option(None, "--duration", "-t", min=0.1, help="Stop after this many seconds."),
+    log: Optional[Path] = typer.Option(None, "--log", help="Write every line, raw and parsed, flushed as it arrives: .csv or .jsonl."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write latency over time and its histogram as a PNG at the end."),
+    as_json: bool = JsonOpt,
+):
+    """Watch a board's profiling lines: latency, inferences per second, energy, outputs.
+
+    Reads the TG1 lines tinygen firmware prints (firmware/README.md), skipping and counting
+    anything else. If the port vanishes (a reset, a pulled cable) it says so, waits and
+    reconnects. Stops at --count, --duration, the firmware's `done` line, or Ctrl-C, then
+    prints a summary.
+
+    Example: tinygen monitor --port socket://127.0.0.1:5555 --count 500 --log run.csv --plot latency.png --json
+    """
+    from rich.live import Live
+
+    from .boards import load_board
+    from .monitor import Log, Monitor, MonitorError, latency_png
+
+    try:
+        b = load_board(board) if board else None
+        rate = baud or (b.baud if b else 115200)
+        logger = Log(log, b) if log else None
+    except (TinygenError, OSError) as e:
+        _fail(e)
+    m = Monitor(port, rate, b, logger, notify=lambda msg: err.print(f"[yellow]{msg}[/]", highlight=False))
+    try:
+        if as_json:
+            stats = m.run(count, duration)
+        else:
+            with Live(_monitor_view(m.stats, port), console=out, refresh_per_second=4, transient=False) as live:
+                stats = m.run(count, duration, on_update=lambda st: live.update(_monitor_view(st, port)))
+    except MonitorError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        stats = m.stats
+    summary = stats.summary(port)
+    if plot is not None and stats.latencies_us:
+        latency_png(stats, plot, f"{port}" + (f" ({b.id})" if b else ""))
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        out.print(_monitor_summary(summary))
+
+
+def _monitor_view(stats, port: str):
+    from rich.console import Group
+    from rich.text import Text
+
+    s = stats.summary(port)
+    lat = s["latency_us"]
+    t = Table(title=f"tinygen monitor — {port}" + (f" ({s['board']})" if s["board"] else ""), title_justify="left")
+    for c in ("inferences", "per s", "min µs", "median µs", "p95 µs", "max µs", "energy µJ", "bad lines", "other", "reconnects"):
+        t.add_column(c, justify="right")
+    e = s["energy_uj"]
+    fmt = lambda v: "—" if v is None else f"{v:,.0f}"  # noqa: E731
+    t.add_row(f"{s['inferences']:,}", f"{s['inferences_per_second']:.2f}", fmt(lat["min"]), fmt(lat["median"]),
+              fmt(lat["p95"]), fmt(lat["max"]), "—" if e["median"] is None else f"{e['median']:.2f} ({e['kind']})",
+              str(s["bad_lines"]), str(s["other_lines"]), str(s["reconnects"]))
+    last = Table(title="last outputs", title_justify="left")
+    for c in ("seq", "µs", "cycles", "top", "score", "match"):
+        last.add_column(c, justify="right")
+    for ev in reversed(stats.last):
+        score = ev.int("score_milli")
+        last.add_row(ev.fields.get("seq", ""), ev.fields.get("us", ""), ev.fields.get("cycles", ""),
+                     ev.fields.get("top", ""), "" if score is None else f"{score / 1000:.3f}", ev.fields.get("match", ""))
+    note = Text("cycles are QEMU's SysTick counts, not a real chip's" if stats.boot and
+                stats.boot.fields.get("board") == "mps2-an386" else "", style="dim")
+    return Group(t, last, note)
+
+
+def _monitor_summary(s: dict):
+    t = Table(title="Summary", title_justify="left")
+    t.add_column("")
+    t.add_column("value", justify="right")
+    lat = s["latency_us"]
+    rows = [("inferences", f"{s['inferences']:,}"), ("inferences per second", f"{s['inferences_per_second']:.2f}")]
+    for k in ("min", "median", "p95", "max"):
+        rows.append((f"latency {k} (µs)", "—" if lat[k] is None else f"{lat[k]:,.0f}"))
+    rows.append(("cycles median", "—" if s["cycles"]["median"] is None else f"{s['cycles']['median']:,.0f}"))
+    e = s["energy_uj"]
+    rows.append(("energy median (µJ)", "—" if e["median"] is None else f"{e['median']:.3f} ({e['kind']})"))
+    rows += [("test-vector mismatches", str(s["mismatches"])), ("bad lines", str(s["bad_lines"])),
+             ("other lines", str(s["other_lines"])), ("reconnects", str(s["reconnects"]))]
+    for k, v in rows:
+        t.add_row(k, v)
+    return t
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,52 @@
+"""The TG1 line parser: unit cases and properties (hypothesis)."""
+
+from hypothesis import given, settings, strategies as st
+
+from tinygen.protocol import crc8, format_line, parse_line
+
+keys = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12)
+values = st.one_of(st.integers(-2**31, 2**32 - 1).map(str), st.text(alphabet="0123456789abcdef", min_size=1, max_size=64))
+kinds = st.sampled_from(["boot", "inf", "done", "err"])
+
+
+def test_a_known_line():
+    line = format_line("inf", seq=3, cycles=123456, us=2572, top=1, score_milli=-42)
+    ev = parse_line(line)
+    assert ev.kind == "inf" and ev.int("seq") == 3 and ev.int("score_milli") == -42
+    assert line.endswith("\r\n") and line[-6:-2].startswith(" *")
+
+
+def test_crc8_check_value():
+    # CRC-8 (poly 0x07, init 0, no reflection): the catalogue check value for "123456789" is 0xF4
+    assert crc8(b"123456789") == 0xF4
+
+
+def test_what_is_not_a_line():
+    for junk in ["", "\r\n", "hello world", "TG1", "TG1 inf seq=1", "TG1 inf seq=1 *zz", "TG2 inf seq=1 *00",
+                 "TG1 inf seq1 *00", b"\xff\xfe\x00", "TG1 9nf a=1 *00"]:
+        assert parse_line(junk) is None
+
+
+@given(kinds, st.dictionaries(keys, values, max_size=8))
+def test_format_then_parse_round_trips(kind, fields):
+    ev = parse_line(format_line(kind, **fields))
+    assert ev is not None and ev.kind == kind and ev.fields == fields
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=500)
+def test_garbage_never_raises(data):
+    parse_line(data)
+    parse_line(data.decode("latin-1"))
+
+
+@given(kinds, st.dictionaries(keys, values, min_size=1, max_size=6), st.data())
+def test_any_single_byte_change_is_caught(kind, fields, data):
+    line = format_line(kind, **fields).encode()
+    body_len = len(line) - 6  # the CRC guards everything before " *xx\r\n"
+    i = data.draw(st.integers(0, body_len - 1))
+    new = data.draw(st.integers(0x20, 0x7E).filter(lambda b: b != line[i]))
+    corrupted = line[:i] + bytes([new]) + line[i + 1:]
+    ev = parse_line(corrupted)
+    # a CRC of degree 8 detects every error burst of 8 bits or fewer
+    assert ev is None

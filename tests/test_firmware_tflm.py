@@ -37,3 +37,36 @@ def test_sparkfun_edge_firmware_links(shared_models, tmp_path):
     compile_and_run(result, Path(TFLM_ROOT), {"AMBIQ_ROOT": Path(AMBIQ_ROOT)})
     assert result.size.text + result.size.data <= result.report.flash.total_bytes
     assert (tmp_path / "fw" / "build" / "firmware.bin").exists()
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm is not installed")
+def test_monitor_reads_the_real_firmware_over_a_socket(shared_models, tmp_path):
+    """The firmware's UART served by QEMU on a local TCP port, read by `tinygen monitor` via socket://."""
+    import socket
+    import subprocess
+
+    import time
+
+    from tinygen.monitor import Monitor, MonitorError
+
+    result = build(load_board("mps2-an386"), shared_models / "kws_ref_model.tflite", None, tmp_path / "fw", vector_count=5)
+    compile_and_run(result, Path(TFLM_ROOT), {})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    qemu = subprocess.Popen(["qemu-system-arm", "-M", "mps2-an386", "-display", "none", "-monitor", "none",
+                             "-semihosting", "-icount", "shift=0", "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on",
+                             "-kernel", tmp_path / "fw" / "build" / "firmware.elf"])
+    try:
+        # QEMU listens a moment after it starts; the first connection starts the guest
+        for attempt in range(100):
+            try:
+                stats = Monitor(f"socket://127.0.0.1:{port}", 115200, load_board("mps2-an386")).run(duration=60)
+                break
+            except MonitorError:
+                time.sleep(0.05)
+    finally:
+        qemu.wait(timeout=30)
+    assert stats.boot is not None and stats.boot.int("arena_used_bytes") == result.report.arena_bytes
+    assert stats.inferences == 5 and stats.mismatches == 0 and stats.bad_lines == 0
+    assert len(set(stats.cycles)) >= 1 and min(stats.cycles) > 0

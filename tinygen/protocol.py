@@ -13,12 +13,24 @@ from dataclasses import dataclass
 VERSION_TAG = "TG1"
 
 
-def crc8(data: bytes, crc: int = 0) -> int:
-    """CRC-8, polynomial 0x07, initial value 0 (what harness.c computes)."""
-    for b in data:
-        crc ^= b
+def _crc8_table() -> bytes:
+    table = []
+    for byte in range(256):
+        crc = byte
         for _ in range(8):
             crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+        table.append(crc)
+    return bytes(table)
+
+
+_CRC8 = _crc8_table()
+
+
+def crc8(data: bytes, crc: int = 0) -> int:
+    """CRC-8, polynomial 0x07, initial value 0 (what harness.c computes bit by bit)."""
+    table = _CRC8
+    for b in data:
+        crc = table[crc ^ b]
     return crc
 
 

@@ -305,12 +305,13 @@ def _monitor_view(stats, port: str):
     s = stats.summary(port)
     lat = s["latency_us"]
     t = Table(title=f"tinygen monitor — {port}" + (f" ({s['board']})" if s["board"] else ""), title_justify="left")
-    for c in ("inferences", "per s", "min µs", "median µs", "p95 µs", "max µs", "energy µJ", "bad lines", "other", "reconnects"):
-        t.add_column(c, justify="right")
     e = s["energy_uj"]
+    energy_head = "energy µJ" + {"estimated": " (est.)", "measured": " (meas.)"}.get(e["kind"], "")
+    for c in ("inferences", "per s", "min µs", "median µs", "p95 µs", "max µs", energy_head, "bad lines", "other", "reconnects"):
+        t.add_column(c, justify="right")
     fmt = lambda v: "—" if v is None else f"{v:,.0f}"  # noqa: E731
     t.add_row(f"{s['inferences']:,}", f"{s['inferences_per_second']:.2f}", fmt(lat["min"]), fmt(lat["median"]),
-              fmt(lat["p95"]), fmt(lat["max"]), "—" if e["median"] is None else f"{e['median']:.2f} ({e['kind']})",
+              fmt(lat["p95"]), fmt(lat["max"]), "—" if e["median"] is None else f"{e['median']:.2f}",
               str(s["bad_lines"]), str(s["other_lines"]), str(s["reconnects"]))
     last = Table(title="last outputs", title_justify="left")
     for c in ("seq", "µs", "cycles", "top", "score", "match"):

@@ -48,13 +48,17 @@ class Stats:
     mismatches: int = 0
     last: list[Event] = field(default_factory=list)
     boot: Event | None = None
-    started: float = field(default_factory=time.monotonic)
+    first_at: float | None = None      # monotonic time of the first and latest inference lines
+    last_at: float | None = None
 
     def add(self, ev: Event) -> None:
         if ev.kind == "boot":
             self.boot = ev
         elif ev.kind == "inf":
             self.inferences += 1
+            now = time.monotonic()
+            self.first_at = self.first_at or now
+            self.last_at = now
             us = ev.int("us")
             if us is not None:
                 self.latencies_us.append(us)
@@ -84,8 +88,11 @@ class Stats:
         return s[min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))]
 
     def per_second(self) -> float:
-        span = time.monotonic() - self.started
-        return self.inferences / span if span > 0 else 0.0
+        """Inferences per second between the first and the latest inference line."""
+        if self.inferences < 2 or self.first_at is None:
+            return 0.0
+        span = self.last_at - self.first_at
+        return (self.inferences - 1) / span if span > 0 else 0.0
 
     def summary(self, port: str) -> dict:
         lat = self.latencies_us

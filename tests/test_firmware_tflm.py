@@ -70,3 +70,56 @@ def test_monitor_reads_the_real_firmware_over_a_socket(shared_models, tmp_path):
     assert stats.boot is not None and stats.boot.int("arena_used_bytes") == result.report.arena_bytes
     assert stats.inferences == 5 and stats.mismatches == 0 and stats.bad_lines == 0
     assert len(set(stats.cycles)) >= 1 and min(stats.cycles) > 0
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm is not installed")
+def test_serial_input_firmware_answers_like_the_host(shared_models, tmp_path):
+    """--input serial: send two inputs over QEMU's UART socket, compare the firmware's outputs
+    with the host tflite-micro interpreter's."""
+    import socket
+    import subprocess
+    import time
+
+    import numpy as np
+
+    from tinygen import analyze
+    from tinygen.evaluate import int8_predict
+    from tinygen.protocol import parse_line
+
+    model = (shared_models / "kws_ref_model.tflite").read_bytes()
+    g = analyze.parse(model)
+    result = build(load_board("mps2-an386"), shared_models / "kws_ref_model.tflite", None, tmp_path / "fw", input_source="serial")
+    # raw outputs on every line, to compare them whole
+    settings = tmp_path / "fw" / "src" / "model_settings.h"
+    settings.write_text(settings.read_text().replace("kReportRawOutput = false", "kReportRawOutput = true"))
+    compile_and_run(result, Path(TFLM_ROOT), {})
+    inputs = np.random.default_rng(3).integers(-128, 128, size=(2, 490), dtype=np.int8)
+    expected = int8_predict(model, g, inputs.reshape((2,) + g.tensors[g.inputs[0]].shape[1:]))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    qemu = subprocess.Popen(["qemu-system-arm", "-M", "mps2-an386", "-display", "none", "-monitor", "none",
+                             "-semihosting", "-icount", "shift=0", "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on",
+                             "-kernel", tmp_path / "fw" / "build" / "firmware.elf"])
+    try:
+        for _ in range(200):
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=30)
+                break
+            except OSError:
+                time.sleep(0.05)
+        reader = conn.makefile("rb")
+        events = []
+        for sample in inputs:
+            conn.sendall(f"I{sample.size}\n".encode() + sample.tobytes())
+            while True:
+                ev = parse_line(reader.readline())
+                if ev is not None and ev.kind == "inf":
+                    events.append(ev)
+                    break
+        conn.close()
+    finally:
+        qemu.kill()
+        qemu.wait()
+    for ev, want in zip(events, expected):
+        assert np.frombuffer(ev.hex_bytes("out"), dtype=np.int8).tolist() == want.reshape(-1).tolist()

@@ -123,3 +123,52 @@ def test_serial_input_firmware_answers_like_the_host(shared_models, tmp_path):
         qemu.wait()
     for ev, want in zip(events, expected):
         assert np.frombuffer(ev.hex_bytes("out"), dtype=np.int8).tolist() == want.reshape(-1).tolist()
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm is not installed")
+def test_mlperf_harness_firmware_in_qemu(shared_models, tmp_path):
+    """--harness mlperf: tinygen's MLPerf client drives the firmware; its results equal the
+    host interpreter's, dequantized, including over repeated timed inferences."""
+    import socket
+    import subprocess
+    import time
+
+    import numpy as np
+
+    from tinygen import analyze
+    from tinygen.evaluate import int8_predict
+    from tinygen.mlperf import MlperfDut
+    from tinygen.monitor import MonitorError, open_port
+
+    path = shared_models / "kws_ref_model.tflite"
+    g = analyze.parse(path.read_bytes())
+    result = build(load_board("mps2-an386"), path, None, tmp_path / "fw", harness="mlperf")
+    compile_and_run(result, Path(TFLM_ROOT), {})
+    x = np.random.default_rng(5).integers(-128, 128, size=(1, 49, 10, 1), dtype=np.int8)
+    q = int8_predict(path.read_bytes(), g, x)[0].reshape(-1).astype(float)
+    out = g.tensors[g.outputs[0]]
+    want = (q - out.zero_point[0]) * out.scale[0]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    qemu = subprocess.Popen(["qemu-system-arm", "-M", "mps2-an386", "-display", "none", "-monitor", "none",
+                             "-semihosting", "-icount", "shift=0", "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on",
+                             "-kernel", tmp_path / "fw" / "build" / "firmware.elf"])
+    try:
+        for _ in range(100):
+            try:
+                ser = open_port(f"socket://127.0.0.1:{port}", 115200)
+                break
+            except MonitorError:
+                time.sleep(0.05)
+        dut = MlperfDut(ser, timeout=60)
+        assert dut.sync() == "dut [tinygen]"
+        dut.load(x.tobytes())
+        for n, w in ((1, 0), (5, 2)):
+            r = dut.infer(n, w)
+            assert r.results == pytest.approx(list(want), abs=0.0015)
+            assert r.latency_us > 0
+        ser.close()
+    finally:
+        qemu.kill()
+        qemu.wait()

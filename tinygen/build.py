@@ -56,7 +56,8 @@ def _noop(step: str, done: int | None = None, total: int | None = None) -> None:
 
 def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir: Path | None,
           val_path: Path | None = None, eval_limit: int = 1000, progress: Progress = _noop,
-          input_source: str = "test-vectors", vector_count: int = 10, project: bool = True) -> BuildResult:
+          input_source: str = "test-vectors", vector_count: int = 10, project: bool = True,
+          harness: str = "tinygen") -> BuildResult:
     warnings: list[str] = []
     validation = None
     if model_path is None:
@@ -125,7 +126,7 @@ def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir
     pool = eval_set if eval_set is not None else calibration   # where test vectors come from
     n_vectors = min(vector_count, len(pool))
     vectors_in_flash = (out_dir is not None and project and input_source == "test-vectors"
-                        and project_mod.has_port(board))
+                        and harness == "tinygen" and project_mod.has_port(board))
     report = check_fit(graph, board, str(model_path), n_vectors if vectors_in_flash else 0)
     result = BuildResult(report, model_bytes, acc, calibration.source, warnings)
 
@@ -139,11 +140,12 @@ def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir
         files[f"{src_dir}model_data.cc"] = codegen.model_source(model_bytes, symbol, src.name, graph.sha256)
         if has_port:
             vectors = None
-            if input_source == "test-vectors":
+            if input_source == "test-vectors" and harness == "tinygen":
                 vin = quantize_samples(graph, np.asarray(pool.x[:n_vectors]))
                 progress("Test vectors (TFLite Micro)", None, None)
                 vectors = (vin, int8_predict(model_bytes, graph, vin))
-            files.update(project_mod.render_project(report, src.name, input_source, vectors, pool.source if vectors is not None else ""))
+            files.update(project_mod.render_project(report, src.name, input_source, vectors,
+                                                    pool.source if vectors is not None else "", harness=harness))
             result.project = True
         elif project:
             warnings.append(f"tinygen has no firmware port for {board.id} ({board.family}) yet: wrote the model "

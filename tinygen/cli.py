@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -118,6 +119,7 @@ def build(
     val: Optional[Path] = typer.Option(None, "--val", help="Held-out samples with labels, for the accuracy report. Default: --data."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder. Default: build/<board>/."),
     input_source: str = typer.Option("test-vectors", "--input", help="Where the firmware's inputs come from: test-vectors (compiled in, checked against the host interpreter) or serial (sent by the host)."),
+    harness: str = typer.Option("tinygen", "--harness", help="tinygen: print a TG1 line per inference (for `tinygen monitor`); mlperf: answer the MLPerf Tiny / EnergyRunner DUT protocol instead."),
     vectors: int = typer.Option(10, "--vectors", min=1, help="How many test vectors to compile in (from --val, else --data)."),
     no_project: bool = typer.Option(False, "--no-project", help="Write the model and fit report only, no firmware project."),
     compile_: bool = typer.Option(False, "--compile", help="Build the firmware with arm-none-eabi-gcc and report its real size (needs TFLM_ROOT)."),
@@ -138,7 +140,7 @@ def build(
       tinygen build --board sparkfun-edge --model model.h5 --data calib.npz --out build/edge
       tinygen build --board mps2-an386 --out build/qemu --compile --run
     """
-    firmware = {"input_source": input_source, "vector_count": vectors, "project": not no_project,
+    firmware = {"input_source": input_source, "vector_count": vectors, "project": not no_project, "harness": harness,
                 "compile": compile_ or run_, "run": run_, "tflm_root": tflm_root,
                 "sdk_roots": {"AMBIQ_ROOT": ambiq_root}}
     _run_build(board, model, data, val, out_dir, as_json, fit_only=False, plot=plot, firmware=firmware)
@@ -166,7 +168,8 @@ def _run_build(board_name, model, data, val, out_dir, as_json, fit_only, plot=No
             fw = firmware or {}
             result = run(board, model, data, None if fit_only else out_dir, val, progress=progress,
                          input_source=fw.get("input_source", "test-vectors"),
-                         vector_count=fw.get("vector_count", 10), project=fw.get("project", False))
+                         vector_count=fw.get("vector_count", 10), project=fw.get("project", False),
+                         harness=fw.get("harness", "tinygen"))
             if fw.get("compile") and result.report.fits:
                 from .build import compile_and_run
 
@@ -256,6 +259,8 @@ def monitor(
     duration: Optional[float] = typer.Option(None, "--duration", "-t", min=0.1, help="Stop after this many seconds."),
     log: Optional[Path] = typer.Option(None, "--log", help="Write every line, raw and parsed, flushed as it arrives: .csv or .jsonl."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write latency over time and its histogram as a PNG at the end."),
+    mlperf: Optional[tuple[str, int, int]] = typer.Option(None, "--mlperf", help="Drive an MLPerf Tiny DUT instead: `--mlperf infer N W` runs N timed inferences after W warm-ups."),
+    input_file: Optional[Path] = typer.Option(None, "--input-file", help="With --mlperf: the input to load, raw bytes (.bin) or an int8 .npy (first sample). Default: zeros."),
     as_json: bool = JsonOpt,
 ):
     """Watch a board's profiling lines: latency, inferences per second, energy, outputs.
@@ -278,6 +283,9 @@ def monitor(
         logger = Log(log, b) if log else None
     except (TinygenError, OSError) as e:
         _fail(e)
+    if mlperf is not None:
+        _run_mlperf(port, rate, b, mlperf, input_file, as_json)
+        return
     m = Monitor(port, rate, b, logger, notify=lambda msg: err.print(f"[yellow]{msg}[/]", highlight=False))
     try:
         if as_json:
@@ -296,6 +304,40 @@ def monitor(
         print(json.dumps(summary, indent=2))
     else:
         out.print(_monitor_summary(summary))
+
+
+def _run_mlperf(port, rate, board, mlperf, input_file, as_json):
+    import numpy as np
+
+    from .mlperf import MlperfDut, MlperfError
+    from .monitor import MonitorError, energy_uj, open_port
+
+    verb, n, warmup = mlperf
+    if verb != "infer" or n < 1 or warmup < 0:
+        _fail(TinygenError("--mlperf takes `infer N W`, with N >= 1 inferences after W >= 0 warm-ups."))
+    try:
+        ser = open_port(port, rate)
+        dut = MlperfDut(ser, timeout=float(os.environ.get("TINYGEN_MLPERF_TIMEOUT", "30")))
+        name = dut.sync()
+        profile = dut.profile()
+        if input_file is not None:
+            data = np.load(input_file) if input_file.suffix == ".npy" else input_file.read_bytes()
+            data = np.asarray(data).astype(np.int8)[0].tobytes() if not isinstance(data, bytes) else data
+            dut.load(data)
+        r = dut.infer(n, warmup)
+        ser.close()
+    except (MonitorError, MlperfError, OSError, ValueError) as e:
+        _fail(TinygenError(f"MLPerf DUT on {port}: {e}"))
+    e = energy_uj(r.latency_us, board)
+    summary = {"port": port, "board": board.id if board else None, "dut": name, "profile": profile,
+               "inferences": n, "warmup": warmup, "latency_us": {"mean": r.latency_us},
+               "energy_uj": {"mean": e, "kind": "estimated" if e is not None else None}, "results": r.results}
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        out.print(f"DUT {name}, model {profile.get('model', '?')}: {n} inferences after {warmup} warm-ups, "
+                  f"{r.latency_us:,.1f} µs each" + (f", ~{e:.2f} µJ (estimated)" if e is not None else ""), highlight=False)
+        out.print(f"results: {r.results}", highlight=False)
 
 
 def _monitor_view(stats, port: str):

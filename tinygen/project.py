@@ -4,6 +4,7 @@ output folder builds on its own with `make` or `cmake`."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from .fit import ARENA_MARGIN_BYTES, FitReport, tflm_ops
 from .resources import resource_dir
 
 INPUT_SOURCES = ("test-vectors", "serial", "camera")
+HARNESSES = ("tinygen", "mlperf")
 
 _FLASH_HOWTO = {
     "qemu": "No board needed: `make run` boots `build/firmware.elf` in qemu-system-arm (mps2-an386) and "
@@ -90,10 +92,16 @@ def _io(graph: Graph, index: int) -> dict:
 
 def render_project(report: FitReport, model_name: str, input_source: str,
                    vectors: tuple[np.ndarray, np.ndarray] | None = None, vectors_source: str = "",
-                   labels: list[str] | None = None, raw_output: bool = False) -> dict[str, str | bytes]:
-    """{relative path: content} of the firmware project. The model C array is added by the caller."""
+                   labels: list[str] | None = None, raw_output: bool = False,
+                   harness: str = "tinygen") -> dict[str, str | bytes]:
+    """{relative path: content} of the firmware project. The model C array is added by the caller.
+    harness "tinygen" prints TG1 lines; "mlperf" answers the MLPerf Tiny DUT protocol instead."""
     board, graph = report.board, report.graph
-    if input_source not in INPUT_SOURCES:
+    if harness not in HARNESSES:
+        raise ProjectError(f"--harness must be one of {', '.join(HARNESSES)}, not '{harness}'.")
+    if harness == "mlperf":
+        input_source = "mlperf"
+    if harness == "tinygen" and input_source not in INPUT_SOURCES:
         raise ProjectError(f"--input must be one of {', '.join(INPUT_SOURCES)}, not '{input_source}'.")
     if input_source == "camera":
         raise ProjectError(
@@ -115,8 +123,9 @@ def render_project(report: FitReport, model_name: str, input_source: str,
         "arena_exact": report.plan.exact, "unmodelled_ops": report.plan.unmodelled_ops,
         "input": _io(graph, graph.inputs[0]), "output": _io(graph, graph.outputs[0]),
         "labels": labels or [], "raw_output": raw_output, "input_source": input_source,
-        "input_description": "its compiled-in test vectors" if input_source == "test-vectors"
-        else "int8 inputs sent over the serial port",
+        "input_description": {"test-vectors": "its compiled-in test vectors", "serial": "int8 inputs sent over the serial port",
+                              "mlperf": "inputs the MLPerf Tiny runner loads with its DUT protocol"}[input_source],
+        "harness": harness, "mlperf_model": re.sub(r"[^A-Za-z0-9_]", "_", Path(model_name).stem)[:24],
         "defines": port.defines, "linker_script": port.linker_script, "sdk": sdk,
         "sdk_includes": [f"{var}/{i}".rstrip("/.") if i != "." else var for i in (sdk or {}).get("includes", [])],
         "sdk_libs": [f"{var}/{l}" for l in (sdk or {}).get("libs", [])],
@@ -124,7 +133,8 @@ def render_project(report: FitReport, model_name: str, input_source: str,
         "sdk_libs_cmake": [f"{cmake_var}/{l}" for l in (sdk or {}).get("libs", [])],
         "sdk_sources": list((sdk or {}).get("sources", [])),
         "sdk_sources_cmake": [f"{cmake_var}/{f}" for f in (sdk or {}).get("sources", [])],
-        "c_sources": [f"port/{s}" for s in port.sources] + ["port/harness.c", "port/syscalls.c"],
+        "c_sources": [f"port/{s}" for s in port.sources] + ["port/harness.c", "port/syscalls.c"]
+        + (["port/mlperf_dut.c"] if harness == "mlperf" else []),
         "cxx_sources": ["src/main.cc", "src/model_data.cc"] + (["src/test_vectors.cc"] if input_source == "test-vectors" else []),
         "run": port.run,
         "flash_instructions": _FLASH_HOWTO.get(board.runner, f"Flash `build/firmware.bin` at 0x{board.app_flash_origin:X} with your usual tool."),
@@ -148,7 +158,10 @@ def render_project(report: FitReport, model_name: str, input_source: str,
     fw = resource_dir("firmware")
     for name in port.sources + [port.linker_script]:
         files[f"port/{name}"] = (port.directory / name).read_text()
-    for path in (fw / "include" / "tinygen_board.h", fw / "common" / "harness.h", fw / "common" / "harness.c",
-                 fw / "common" / "syscalls.c"):
+    common = [fw / "include" / "tinygen_board.h", fw / "common" / "harness.h", fw / "common" / "harness.c",
+              fw / "common" / "syscalls.c"]
+    if harness == "mlperf":
+        common += [fw / "common" / "mlperf_dut.h", fw / "common" / "mlperf_dut.c"]
+    for path in common:
         files[f"port/{path.name}"] = path.read_text()
     return files

@@ -88,10 +88,9 @@ def test_serial_input_firmware_answers_like_the_host(shared_models, tmp_path):
 
     model = (shared_models / "kws_ref_model.tflite").read_bytes()
     g = analyze.parse(model)
-    result = build(load_board("mps2-an386"), shared_models / "kws_ref_model.tflite", None, tmp_path / "fw", input_source="serial")
     # raw outputs on every line, to compare them whole
-    settings = tmp_path / "fw" / "src" / "model_settings.h"
-    settings.write_text(settings.read_text().replace("kReportRawOutput = false", "kReportRawOutput = true"))
+    result = build(load_board("mps2-an386"), shared_models / "kws_ref_model.tflite", None, tmp_path / "fw",
+                   input_source="serial", raw_output=True)
     compile_and_run(result, Path(TFLM_ROOT), {})
     inputs = np.random.default_rng(3).integers(-128, 128, size=(2, 490), dtype=np.int8)
     expected = int8_predict(model, g, inputs.reshape((2,) + g.tensors[g.inputs[0]].shape[1:]))

@@ -57,7 +57,7 @@ def _noop(step: str, done: int | None = None, total: int | None = None) -> None:
 def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir: Path | None,
           val_path: Path | None = None, eval_limit: int = 1000, progress: Progress = _noop,
           input_source: str = "test-vectors", vector_count: int = 10, project: bool = True,
-          harness: str = "tinygen") -> BuildResult:
+          harness: str = "tinygen", raw_output: bool = False) -> BuildResult:
     warnings: list[str] = []
     validation = None
     if model_path is None:
@@ -145,7 +145,8 @@ def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir
                 progress("Test vectors (TFLite Micro)", None, None)
                 vectors = (vin, int8_predict(model_bytes, graph, vin))
             files.update(project_mod.render_project(report, src.name, input_source, vectors,
-                                                    pool.source if vectors is not None else "", harness=harness))
+                                                    pool.source if vectors is not None else "", harness=harness,
+                                                    raw_output=raw_output))
             result.project = True
         elif project:
             warnings.append(f"tinygen has no firmware port for {board.id} ({board.family}) yet: wrote the model "

@@ -120,6 +120,7 @@ def build(
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder. Default: build/<board>/."),
     input_source: str = typer.Option("test-vectors", "--input", help="Where the firmware's inputs come from: test-vectors (compiled in, checked against the host interpreter) or serial (sent by the host)."),
     harness: str = typer.Option("tinygen", "--harness", help="tinygen: print a TG1 line per inference (for `tinygen monitor`); mlperf: answer the MLPerf Tiny / EnergyRunner DUT protocol instead."),
+    raw_output: bool = typer.Option(False, "--raw-output", help="Have the firmware print every output byte on each inference line, not only the top class and score."),
     vectors: int = typer.Option(10, "--vectors", min=1, help="How many test vectors to compile in (from --val, else --data)."),
     no_project: bool = typer.Option(False, "--no-project", help="Write the model and fit report only, no firmware project."),
     compile_: bool = typer.Option(False, "--compile", help="Build the firmware with arm-none-eabi-gcc and report its real size (needs TFLM_ROOT)."),
@@ -140,7 +141,7 @@ def build(
       tinygen build --board sparkfun-edge --model model.h5 --data calib.npz --out build/edge
       tinygen build --board mps2-an386 --out build/qemu --compile --run
     """
-    firmware = {"input_source": input_source, "vector_count": vectors, "project": not no_project, "harness": harness,
+    firmware = {"input_source": input_source, "vector_count": vectors, "project": not no_project, "harness": harness, "raw_output": raw_output,
                 "compile": compile_ or run_, "run": run_, "tflm_root": tflm_root,
                 "sdk_roots": {"AMBIQ_ROOT": ambiq_root}}
     _run_build(board, model, data, val, out_dir, as_json, fit_only=False, plot=plot, firmware=firmware)
@@ -169,7 +170,7 @@ def _run_build(board_name, model, data, val, out_dir, as_json, fit_only, plot=No
             result = run(board, model, data, None if fit_only else out_dir, val, progress=progress,
                          input_source=fw.get("input_source", "test-vectors"),
                          vector_count=fw.get("vector_count", 10), project=fw.get("project", False),
-                         harness=fw.get("harness", "tinygen"))
+                         harness=fw.get("harness", "tinygen"), raw_output=fw.get("raw_output", False))
             if fw.get("compile") and result.report.fits:
                 from .build import compile_and_run
 

@@ -127,6 +127,9 @@ def build(
     run_: bool = typer.Option(False, "--run", help="Boot the firmware in QEMU (mps2-an386) and show what it prints; implies --compile."),
     tflm_root: Optional[Path] = typer.Option(None, "--tflm-root", envvar="TFLM_ROOT", help="A tflite-micro checkout (default: $TFLM_ROOT)."),
     ambiq_root: Optional[Path] = typer.Option(None, "--ambiq-root", envvar="AMBIQ_ROOT", help="AmbiqSuite SDK with boards_sfe, for the SparkFun Edge (default: $AMBIQ_ROOT)."),
+    flash_: bool = typer.Option(False, "--flash", help="After --compile, put the firmware on the board (see `tinygen flash`)."),
+    port: Optional[str] = typer.Option(None, "--port", "-p", help="With --flash/--monitor: the board's serial port."),
+    monitor_after: bool = typer.Option(False, "--monitor", help="After --flash, go straight on into `tinygen monitor` on --port."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also write per-layer memory as a PNG."),
     as_json: bool = JsonOpt,
 ):
@@ -142,9 +145,15 @@ def build(
       tinygen build --board mps2-an386 --out build/qemu --compile --run
     """
     firmware = {"input_source": input_source, "vector_count": vectors, "project": not no_project, "harness": harness, "raw_output": raw_output,
-                "compile": compile_ or run_, "run": run_, "tflm_root": tflm_root,
+                "compile": compile_ or run_ or flash_, "run": run_, "tflm_root": tflm_root,
                 "sdk_roots": {"AMBIQ_ROOT": ambiq_root}}
     _run_build(board, model, data, val, out_dir, as_json, fit_only=False, plot=plot, firmware=firmware)
+    if flash_:
+        from .boards import load_board
+
+        built = out_dir or Path("build") / load_board(board).id
+        flash(image=built, board=board, port=port, runner=None, baud=None, drive=None, probe=None, dry_run=False,
+              monitor_after=monitor_after, as_json=False)
 
 
 def _run_build(board_name, model, data, val, out_dir, as_json, fit_only, plot=None, firmware=None):
@@ -305,6 +314,67 @@ def monitor(
         print(json.dumps(summary, indent=2))
     else:
         out.print(_monitor_summary(summary))
+
+
+@app.command()
+def flash(
+    image: Path = typer.Argument(..., help="A build directory from `tinygen build --compile`, or a .bin, .hex, .elf or .uf2 image."),
+    board: str = BoardOpt,
+    port: Optional[str] = typer.Option(None, "--port", "-p", help="Serial port for UART bootloaders (sparkfun-edge): /dev/ttyUSB0, or any pyserial URL."),
+    runner: Optional[str] = typer.Option(None, "--runner", help="Override the board's loader: ambiq-uart, pyocd or uf2."),
+    baud: Optional[int] = typer.Option(None, "--baud", help="Bootloader baud rate. Default: the board's (921600 on the Edge)."),
+    drive: Optional[Path] = typer.Option(None, "--drive", help="uf2: the RPI-RP2 drive's mount point, if not found by itself."),
+    probe: Optional[str] = typer.Option(None, "--probe", help="pyocd: the unique id of the probe to use, if several are plugged in."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print exactly what would run or be sent, and touch nothing."),
+    monitor_after: bool = typer.Option(False, "--monitor", help="Go straight on into `tinygen monitor` on the same port."),
+    as_json: bool = JsonOpt,
+):
+    """Put a built firmware on the board with the board's own loader.
+
+    The image is checked before the board is touched: it must fit the board's flash and be
+    linked at the address its loader expects. Every external call and byte stream goes
+    through one place that honours --dry-run and --verbose.
+
+    Examples:
+      tinygen flash --board sparkfun-edge --port /dev/ttyUSB0 build/edge
+      tinygen flash --board nucleo-l4r5zi build/l4
+      tinygen flash --board raspberry-pi-pico build/pico --dry-run
+    """
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from .boards import load_board
+    from .runners import IO, get_runner, load_image
+
+    try:
+        b = load_board(board)
+        cls = get_runner(runner or b.runner)
+        if cls.needs_port and not port:
+            raise TinygenError(f"The {cls.name} loader talks over a serial port: pass --port (e.g. /dev/ttyUSB0).")
+        img = load_image(image, b)
+        io = IO(dry_run=dry_run, verbose=_state["verbose"], say=lambda t: err.print(t, highlight=False, markup=False))
+        r = cls(b, io, port, baud, drive=drive, probe=probe)
+        with Progress(BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err, transient=True,
+                      disable=as_json or dry_run) as bar:
+            task = bar.add_task("flash", total=None)
+            result = r.flash(img, lambda done, total: bar.update(task, completed=done, total=total))
+    except TinygenError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        err.print("interrupted: the transfer stopped part way; the board stays in its bootloader, ready for another try.")
+        raise typer.Exit(130)
+    summary = {"board": b.id, "runner": result.runner, "image": str(img.source), "address": img.address,
+               "image_bytes": len(img.data), "bytes_sent": result.bytes_written, "seconds": round(result.seconds, 3),
+               "verified": result.verified, "dry_run": dry_run, "steps": result.steps}
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    elif not dry_run:
+        out.print(f"Flashed {img.source.name} ({len(img.data):,} bytes at 0x{img.address:X}) to {b.id} with "
+                  f"{result.runner} in {result.seconds:.1f} s; verified: {result.verified}.", highlight=False)
+    if monitor_after and not dry_run:
+        if not port:
+            _fail(TinygenError("--monitor needs --port, the board's serial port."))
+        monitor(port=port, board=board, baud=None, count=None, duration=None, log=None, plot=None, mlperf=None,
+                input_file=None, as_json=False)
 
 
 def _run_mlperf(port, rate, board, mlperf, input_file, as_json):

@@ -1,0 +1,113 @@
+"""A simulated Ambiq Apollo3 secure bootloader on a pseudo-terminal, for flash tests.
+
+It checks every frame (CRC32, length, type, sequence), rebuilds what was sent, and can be
+told to stop answering, corrupt or NACK a reply, or pace itself to a baud rate."""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+import tty
+import zlib
+
+from tinygen.runners.ambiq_uart import ACK, DATA, HELLO, OTADESC, RESET, STATUS, UPDATE
+
+
+def crc32(b: bytes) -> int:
+    return zlib.crc32(b) & 0xFFFFFFFF
+
+
+class SimulatedBootloader(threading.Thread):
+    def __init__(self, baud: int | None = None, stop_after: int | None = None, corrupt: set[int] = frozenset(),
+                 nack: set[int] = frozenset(), delay: float = 0.0):
+        super().__init__(daemon=True)
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        self.path = os.ttyname(self.slave)
+        self.baud, self.stop_after, self.corrupt, self.nack, self.delay = baud, stop_after, corrupt, nack, delay
+        self.messages = 0
+        self.errors: list[str] = []
+        self.parts: list[bytes] = []
+        self.reset_kind = None
+        self._part = None
+        self._want = None
+
+    def _read(self, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = os.read(self.master, n - len(buf))
+            if not chunk:
+                raise EOFError
+            buf += chunk
+        if self.baud:
+            time.sleep(n * 10 / self.baud)   # the wire's pace: 10 bits a byte at 8N1
+        return buf
+
+    def _reply(self, kind: int, words: list[int]) -> None:
+        params = struct.pack("<I", ((len(words) * 4 + 8) << 16) | kind) + struct.pack(f"<{len(words)}I", *words)
+        frame = bytearray(struct.pack("<I", crc32(params)) + params)
+        if self.messages in self.corrupt:
+            frame[6] ^= 0xFF
+        if self.delay:
+            time.sleep(self.delay)
+        if self.baud:
+            time.sleep(len(frame) * 10 / self.baud)
+        os.write(self.master, bytes(frame))
+
+    def run(self) -> None:
+        try:
+            while True:
+                head = self._read(8)
+                crc, word = struct.unpack("<II", head)
+                length, kind = word >> 16, word & 0xFFFF
+                params = head[4:] + self._read(length - 8)
+                self.messages += 1
+                if crc32(params) != crc:
+                    self.errors.append(f"message {self.messages}: bad CRC")
+                if self.stop_after is not None and self.messages > self.stop_after:
+                    continue   # the board has gone quiet
+                status = 10 if self.messages in self.nack else 0
+                if kind == HELLO:
+                    self._reply(STATUS, [0x3, 0x48000, 0, 0x1] + [0] * 16)
+                    continue
+                if kind == UPDATE:
+                    size, crc_part, _ = struct.unpack_from("<III", params, 4)
+                    self._part, self._want = bytearray(), (size, crc_part)
+                elif kind == DATA:
+                    offset = struct.unpack_from("<I", params, 4)[0]
+                    if status == 0:
+                        if offset != len(self._part):
+                            self.errors.append(f"data at {offset}, expected {len(self._part)}")
+                            status = 10
+                        else:
+                            self._part += params[8:]
+                            if len(self._part) == self._want[0]:
+                                if crc32(bytes(self._part)) != self._want[1]:
+                                    self.errors.append("part CRC mismatch")
+                                self.parts.insert(0, bytes(self._part))   # parts arrive last first
+                elif kind == RESET:
+                    self.reset_kind = struct.unpack_from("<I", params, 4)[0]
+                elif kind != OTADESC:
+                    self.errors.append(f"unexpected message type {kind}")
+                self._reply(ACK, [kind, status, self.messages])
+        except (EOFError, OSError):
+            return
+
+    def close(self) -> None:
+        for fd in (self.master, self.slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def installed(self) -> tuple[int, bytes]:
+        """(load address, application) from the staged wired-update parts and the image blob in them."""
+        blob = b"".join(p[96:] for p in self.parts)
+        word0, crc = struct.unpack_from("<II", blob, 0)
+        assert word0 >> 24 == 0xCB, "not a non-secure image blob"
+        length = word0 & 0x7FFFFF
+        assert crc32(blob[8:length]) == crc, "image CRC"
+        address = struct.unpack_from("<I", blob, 112)[0]
+        return address, blob[128:length]

@@ -1,0 +1,231 @@
+"""tinygen flash without hardware: a simulated Ambiq bootloader on a pty, a fake pyocd session,
+UF2 checked block by block against the specification, exact dry-run byte streams."""
+
+import json
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from ambiq_sim import SimulatedBootloader
+from tinygen.boards import load_board
+from tinygen.runners import IO, FlashError, get_runner, load_image
+from tinygen.runners.ambiq_uart import image_blob, message, wired_update_blob
+from tinygen.runners.core import Image
+from tinygen.runners.uf2 import to_uf2, uf2_to_image
+
+EDGE = load_board("sparkfun-edge")
+
+
+def app(n: int) -> bytes:
+    return bytes((i * 7 + 3) & 0xFF for i in range(n))
+
+
+def flash_edge(sim, data, **options):
+    io = IO(say=lambda t: None)
+    runner = get_runner("ambiq-uart")(EDGE, io, sim.path, 921600, timeout=1.0, **options)
+    seen = []
+    result = runner.flash(Image(data, 0xC000, __import__("pathlib").Path("fw.bin"), "bin"), lambda d, t: seen.append((d, t)))
+    return result, io, seen
+
+
+def test_image_blob_fields():
+    blob = image_blob(b"\x01\x02\x03", 0xC000)
+    word0, crc, w2 = struct.unpack_from("<III", blob, 0)
+    assert word0 == (0xCB << 24) | (128 + 4)            # magic, no encryption, header + padded app
+    assert w2 == 0x10008080                              # install-time CRC check on; key indices 8
+    assert struct.unpack_from("<IIII", blob, 112) == (0xC000, 0, 0xFFFFFFFF, 0xFFFFFFFF)
+    assert blob[128:] == b"\x01\x02\x03\x00"
+    import zlib
+    assert crc == zlib.crc32(blob[8:]) & 0xFFFFFFFF
+    parts = wired_update_blob(blob, 0x20000, part_size=0x2000)
+    assert len(parts) == 1 and parts[0][80] == 6 and parts[0][81] == 1
+    assert struct.unpack_from("<III", parts[0], 84) == (0x12344321, 0x20000, len(blob))
+
+
+@pytest.mark.parametrize("size", [1000, 20_000, 300 * 1024 + 7])
+def test_flash_to_the_simulated_bootloader(size):
+    sim = SimulatedBootloader()
+    sim.start()
+    data = app(size)
+    try:
+        result, io, seen = flash_edge(sim, data)
+    finally:
+        sim.close()
+    assert sim.errors == []
+    assert sim.installed() == (0xC000, data + b"\x00" * (-size % 4))
+    assert sim.reset_kind == 2
+    assert seen[-1][0] == seen[-1][1] == result.bytes_written
+    assert len(sim.parts) == (1 if size < 0x48000 - 200 else 2)
+
+
+def test_a_nack_is_retried():
+    sim = SimulatedBootloader(nack={4})     # the first Data message
+    sim.start()
+    try:
+        result, io, _ = flash_edge(sim, app(5000))
+    finally:
+        sim.close()
+    assert sim.errors == [] and sim.installed()[1][:5000] == app(5000)
+    assert any("NACK: out of sequence; try 1 of 4" in t for t in io.transcript)
+
+
+def test_a_corrupt_reply_is_retried():
+    sim = SimulatedBootloader(corrupt={3})  # the Update's Ack
+    sim.start()
+    try:
+        flash_edge(sim, app(5000))
+    finally:
+        sim.close()
+    assert sim.installed()[1][:5000] == app(5000)
+
+
+def test_a_board_that_stops_answering_halfway():
+    sim = SimulatedBootloader(stop_after=6)
+    sim.start()
+    try:
+        with pytest.raises(FlashError) as e:
+            flash_edge(sim, app(60_000))
+    finally:
+        sim.close()
+    msg = str(e.value)
+    assert "did not answer the Data at" in msg and "stays in its bootloader" in msg and "run tinygen flash again" in msg
+
+
+def test_no_bootloader_at_all(tmp_path):
+    sim = SimulatedBootloader(stop_after=0)
+    sim.start()
+    try:
+        with pytest.raises(FlashError, match="did not answer the Hello.*hold button 14"):
+            flash_edge(sim, app(100))
+    finally:
+        sim.close()
+
+
+def test_refused_before_touching_the_board(tmp_path):
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\0" * (EDGE.app_flash_bytes + 1))
+    io = IO(say=lambda t: None)
+    runner = get_runner("ambiq-uart")(EDGE, io, str(tmp_path / "no-such-port"), None)
+    with pytest.raises(FlashError, match="over by 1"):
+        runner.flash(load_image(big, EDGE), lambda d, t: None)
+    with pytest.raises(FlashError, match="linked at 0x8000000.*0xC000"):
+        runner.flash(Image(b"\0" * 16, 0x08000000, big, "elf"), lambda d, t: None)
+    assert io.transcript == []      # nothing was opened or sent
+
+
+def test_dry_run_byte_stream_is_exact(tmp_path):
+    img = tmp_path / "tiny.bin"
+    img.write_bytes(b"\xAA" * 10)
+    io = IO(dry_run=True, say=lambda t: None)
+    get_runner("ambiq-uart")(EDGE, io, "/dev/ttyUSB0", None).flash(load_image(img, EDGE), lambda d, t: None)
+    part = wired_update_blob(image_blob(b"\xAA" * 10, 0xC000), 0x20000)[0]
+    import zlib
+    sent = [message(0), message(2, struct.pack("<I", 0xFE000)),
+            message(3, struct.pack("<III", len(part), zlib.crc32(part) & 0xFFFFFFFF, 0)),
+            message(8, struct.pack("<I", 0) + part), message(6, struct.pack("<I", 2))]
+    fmt = lambda b: f"-> {len(b)} bytes {b[:16].hex()}{'...' if len(b) > 16 else ''}"  # noqa: E731
+    assert io.transcript == ["open /dev/ttyUSB0 at 921600 baud"] + [fmt(b) for b in sent]
+
+
+class FakeTarget:
+    def __init__(self, flip=None):
+        self.mem, self.flip, self.resets = {}, flip, 0
+
+    def read_memory_block8(self, addr, n):
+        data = [self.mem.get(addr + i, 0xFF) for i in range(n)]
+        if self.flip is not None:
+            data[self.flip] ^= 1
+        return data
+
+    def reset(self):
+        self.resets += 1
+
+
+class FakeSession:
+    def __init__(self, target):
+        self.target = target
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+class FakeProgrammer:
+    def __init__(self, session, progress):
+        self.session, self.progress = session, progress
+
+    def program(self, data, base_address, file_format):
+        assert file_format == "bin"
+        for i, b in enumerate(data):
+            self.session.target.mem[base_address + i] = b
+        self.progress(1.0)
+
+
+@pytest.mark.parametrize("flip", [None, 5])
+def test_pyocd_runner_programs_reads_back_and_resets(flip, monkeypatch):
+    board = load_board("nucleo-l4r5zi")
+    target = FakeTarget(flip)
+    calls = []
+    cls = get_runner("pyocd")
+    monkeypatch.setattr(cls, "session_factory", staticmethod(lambda t, probe: calls.append((t, probe)) or FakeSession(target)))
+    monkeypatch.setattr(cls, "programmer_factory", staticmethod(FakeProgrammer))
+    data = app(3000)
+    runner = cls(board, IO(say=lambda t: None), probe="0669FF")
+    img = Image(data, 0x08000000, __import__("pathlib").Path("fw.bin"), "bin")
+    if flip is None:
+        result = runner.flash(img, lambda d, t: None)
+        assert calls == [("stm32l4r5zitx", "0669FF")] and target.resets == 1
+        assert result.verified == "read back and compared byte for byte"
+    else:
+        with pytest.raises(FlashError, match="Read-back differs from the image at 0x8000005"):
+            runner.flash(img, lambda d, t: None)
+        assert target.resets == 0
+
+
+def test_uf2_blocks_follow_the_specification():
+    data = app(1000)
+    uf2 = to_uf2(data, 0x10000000, 0xE48BFF56)
+    assert len(uf2) == 4 * 512
+    for i in range(4):
+        block = uf2[i * 512:(i + 1) * 512]
+        m0, m1, flags, addr, size, no, total, family = struct.unpack_from("<8I", block)
+        assert (m0, m1) == (0x0A324655, 0x9E5D5157)
+        assert flags == 0x2000 and family == 0xE48BFF56      # familyID present
+        assert addr == 0x10000000 + 256 * i and size == 256 and no == i and total == 4
+        assert struct.unpack_from("<I", block, 508)[0] == 0x0AB16F30
+        assert block[32:32 + 256] == data[i * 256:(i + 1) * 256].ljust(256, b"\0")
+        assert block[32 + 256:508] == b"\0" * (476 - 256)
+
+
+def test_uf2_runner_copies_to_the_drive(tmp_path):
+    pico = load_board("raspberry-pi-pico")
+    drive = tmp_path / "RPI-RP2"
+    drive.mkdir()
+    (drive / "INFO_UF2.TXT").write_text("UF2 Bootloader v3.0\nModel: Raspberry Pi RP2\nBoard-ID: RPI-RP2\n")
+    img = Image(app(700), 0x10000000, tmp_path / "fw.bin", "bin")
+    get_runner("uf2")(pico, IO(say=lambda t: None), drive=str(drive)).flash(img, lambda d, t: None)
+    back = uf2_to_image(drive / "firmware.uf2")
+    assert back.address == 0x10000000 and back.data[:700] == img.data
+
+
+def test_cli_dry_run_json(tmp_path):
+    img = tmp_path / "fw.bin"
+    img.write_bytes(app(100))
+    r = subprocess.run([sys.executable, "-m", "tinygen.cli", "flash", img, "--board", "sparkfun-edge", "--port",
+                        "/dev/ttyUSB9", "--dry-run", "--json"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["runner"] == "ambiq-uart" and s["dry_run"] and s["address"] == 0xC000
+    assert "-> 8 bytes" in r.stderr   # the Hello, shown not sent
+
+
+def test_cli_wrong_runner_is_one_sentence(tmp_path):
+    img = tmp_path / "fw.bin"
+    img.write_bytes(b"\0")
+    r = subprocess.run([sys.executable, "-m", "tinygen.cli", "flash", img, "--board", "sparkfun-edge", "--runner", "jlink"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "There is no runner 'jlink'" in r.stderr and "Traceback" not in r.stderr

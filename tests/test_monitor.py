@@ -127,3 +127,33 @@ def test_monitor_cli_bad_port_is_one_sentence(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.count("error:") == 1 and "Cannot open" in r.stderr
+
+
+def test_send_feeds_a_serial_input_device(tmp_path):
+    """monitor --send: one input per inference, each sent when the previous result is in."""
+    import numpy as np
+
+    dev = FakeDevice(tmp_path / "ttySER")
+    x = np.arange(3 * 4, dtype=np.int8).reshape(3, 4)
+    np.save(tmp_path / "x.npy", x)
+    got = []
+
+    def device():
+        buf = b""
+        while len(got) < 3:
+            buf += os.read(dev.master, 64)
+            while b"\n" in buf:
+                head, _, rest = buf.partition(b"\n")
+                n = int(head[1:])
+                if len(rest) < n:
+                    break
+                got.append(rest[:n])
+                buf = rest[n:]
+                dev.write(inf(len(got) - 1))
+
+    threading.Thread(target=device, daemon=True).start()
+    r = subprocess.run([sys.executable, "-m", "tinygen.cli", "monitor", "--port", str(dev.link), "--send",
+                        tmp_path / "x.npy", "--duration", "30", "--json"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["inferences"] == 3
+    assert got == [row.tobytes() for row in x]

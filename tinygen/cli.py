@@ -269,6 +269,8 @@ def monitor(
     duration: Optional[float] = typer.Option(None, "--duration", "-t", min=0.1, help="Stop after this many seconds."),
     log: Optional[Path] = typer.Option(None, "--log", help="Write every line, raw and parsed, flushed as it arrives: .csv or .jsonl."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write latency over time and its histogram as a PNG at the end."),
+    send: Optional[Path] = typer.Option(None, "--send", help="For firmware built with --input serial: samples to send, one per inference (.npy or .npz 'x'; int8, or float with --model to quantize them)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="With --send and float samples: the int8 .tflite whose input quantization to use."),
     mlperf: Optional[tuple[str, int, int]] = typer.Option(None, "--mlperf", help="Drive an MLPerf Tiny DUT instead: `--mlperf infer N W` runs N timed inferences after W warm-ups."),
     input_file: Optional[Path] = typer.Option(None, "--input-file", help="With --mlperf: the input to load, raw bytes (.bin) or an int8 .npy (first sample). Default: zeros."),
     as_json: bool = JsonOpt,
@@ -296,7 +298,11 @@ def monitor(
     if mlperf is not None:
         _run_mlperf(port, rate, b, mlperf, input_file, as_json)
         return
-    m = Monitor(port, rate, b, logger, notify=lambda msg: err.print(f"[yellow]{msg}[/]", highlight=False))
+    try:
+        inputs = _serial_inputs(send, model) if send else []
+    except TinygenError as e:
+        _fail(e)
+    m = Monitor(port, rate, b, logger, inputs=inputs, notify=lambda msg: err.print(f"[yellow]{msg}[/]", highlight=False))
     try:
         if as_json:
             stats = m.run(count, duration)
@@ -375,6 +381,23 @@ def flash(
             _fail(TinygenError("--monitor needs --port, the board's serial port."))
         monitor(port=port, board=board, baud=None, count=None, duration=None, log=None, plot=None, mlperf=None,
                 input_file=None, as_json=False)
+
+
+def _serial_inputs(path: Path, model: Optional[Path]) -> list[bytes]:
+    """Samples for serial-input firmware, as int8 bytes."""
+    import numpy as np
+
+    from . import analyze
+    from .data import load_data
+    from .errors import DataError
+    from .evaluate import quantize_samples
+
+    x = np.asarray(load_data(path).x)
+    if x.dtype != np.int8:
+        if model is None:
+            raise DataError(f"{path} holds {x.dtype} samples; pass --model (the int8 .tflite) to quantize them, or send int8.")
+        x = quantize_samples(analyze.parse(model.read_bytes(), model.name), x.astype(np.float32))
+    return [s.tobytes() for s in x]
 
 
 def _run_mlperf(port, rate, board, mlperf, input_file, as_json):

@@ -197,11 +197,19 @@ class Monitor:
     give_up_after: float = 60.0       # seconds without the port before the session ends
     notify: Callable[[str], None] = lambda msg: None
     stop_at_done: bool = True          # a test-vector firmware prints `done` when it has finished
+    inputs: list[bytes] = field(default_factory=list)   # for --input serial firmware: sent one per inference
     stats: Stats = field(init=False)
     finished: bool = field(init=False, default=False)
 
     def __post_init__(self):
         self.stats = Stats(self.board)
+
+    def _send_next(self, port) -> None:
+        """Serial-input firmware waits for `I<N>\\n` and N bytes before each inference."""
+        if self._next_input < len(self.inputs):
+            data = self.inputs[self._next_input]
+            port.write(f"I{len(data)}\n".encode() + data)
+            self._next_input += 1
 
     def _handle(self, raw: bytes) -> None:
         text = raw.decode("ascii", errors="replace").rstrip("\r\n")
@@ -223,6 +231,10 @@ class Monitor:
         splitter = LineSplitter()
         deadline = None if duration is None else time.monotonic() + duration
         port = open_port(self.url, self.baud)
+        self._next_input = 0
+        if self.inputs:
+            count = len(self.inputs) if count is None else min(count, len(self.inputs))
+            self._send_next(port)
         lost_since = None
         try:
             while True:
@@ -234,6 +246,9 @@ class Monitor:
                     try:
                         port = open_port(self.url, self.baud)
                         self.stats.reconnects += 1
+                        if self.inputs and self._next_input > self.stats.inferences:
+                            self._next_input = self.stats.inferences   # resend the one that was lost
+                            self._send_next(port)
                         self.notify(f"{self.url} is back; reading again.")
                         lost_since = None
                     except MonitorError:
@@ -257,7 +272,10 @@ class Monitor:
                     on_update(self.stats)
                     continue
                 for raw in splitter.feed(data):
+                    before = self.stats.inferences
                     self._handle(raw)
+                    if self.inputs and self.stats.inferences > before:
+                        self._send_next(port)
                     if count is not None and self.stats.inferences >= count:
                         break
                 self.stats.bad_lines += splitter.overflows

@@ -170,3 +170,12 @@ def test_mlperf_harness_firmware_in_qemu(shared_models, tmp_path):
     finally:
         qemu.kill()
         qemu.wait()
+
+
+@pytest.mark.skipif(not AMBIQ_ROOT, reason="AMBIQ_ROOT is not set: point it at the AmbiqSuite SDK with boards_sfe")
+def test_sparkfun_edge_camera_firmware_links(shared_models, tmp_path):
+    result = build(load_board("sparkfun-edge"), shared_models / "vww_96_int8.tflite", None, tmp_path / "fw",
+                   input_source="camera")
+    compile_and_run(result, Path(TFLM_ROOT), {"AMBIQ_ROOT": Path(AMBIQ_ROOT)})
+    assert result.size.text + result.size.data <= result.report.flash.total_bytes
+    assert result.size.data + result.size.bss <= result.report.sram.total_bytes - result.report.stack_bytes

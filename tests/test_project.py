@@ -131,3 +131,24 @@ def test_no_port_board_refuses_compile(shared_models, tmp_path):
     result = build(load_board("nucleo-l4r5zi"), shared_models / "ad01_int8.tflite", None, tmp_path / "p", vector_count=1)
     with pytest.raises(TinygenError, match="no firmware project"):
         compile_and_run(result, None, {})
+
+
+def test_camera_input_for_the_edge(shared_models, tmp_path):
+    from tinygen.errors import TinygenError
+
+    result = build(load_board("sparkfun-edge"), shared_models / "vww_96_int8.tflite", None, tmp_path / "cam",
+                   input_source="camera")
+    p = tmp_path / "cam"
+    main = (p / "src/main.cc").read_text()
+    assert '#include "tinygen_camera.h"' in main and "board_camera_capture(g_frame" in main
+    assert "kH = 96, kW = 96, kC = 3" in main           # HM01B0 frames resampled to VWW's 96x96x3
+    assert (p / "port/camera.c").exists() and "hm01b0_blocking_read_oneframe" in (p / "port/camera.c").read_text()
+    mk = (p / "Makefile").read_text()
+    assert "boards_sfe/common/third_party/hm01b0/HM01B0.c" in mk and "-I$(AMBIQ_ROOT)/boards_sfe/common/third_party/hm01b0" in mk
+    assert not (p / "src/test_vectors.cc").exists()
+    # the 324x244 frame buffer and the driver's state are SRAM the fit check counts
+    assert result.report.static_ram_bytes >= 324 * 244
+    with pytest.raises(TinygenError, match="has no camera"):
+        build(load_board("mps2-an386"), shared_models / "vww_96_int8.tflite", None, tmp_path / "q", input_source="camera")
+    with pytest.raises(TinygenError, match="needs an image model"):
+        build(load_board("sparkfun-edge"), shared_models / "ad01_int8.tflite", None, tmp_path / "a", input_source="camera")

@@ -127,7 +127,10 @@ def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir
     n_vectors = min(vector_count, len(pool))
     vectors_in_flash = (out_dir is not None and project and input_source == "test-vectors"
                         and harness == "tinygen" and project_mod.has_port(board))
-    report = check_fit(graph, board, str(model_path), n_vectors if vectors_in_flash else 0)
+    camera_flash, camera_sram = (project_mod.camera_cost(board)
+                                 if out_dir is not None and project and input_source == "camera" and harness == "tinygen"
+                                 else (0, 0))
+    report = check_fit(graph, board, str(model_path), n_vectors if vectors_in_flash else 0, camera_sram, camera_flash)
     result = BuildResult(report, model_bytes, acc, calibration.source, warnings)
 
     if out_dir is not None:

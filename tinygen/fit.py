@@ -175,20 +175,22 @@ class FitReport:
         }
 
 
-def check_fit(graph: Graph, board: Board, model_path: str = "", test_vectors: int = 0) -> FitReport:
+def check_fit(graph: Graph, board: Board, model_path: str = "", test_vectors: int = 0,
+              input_sram_bytes: int = 0, input_flash_bytes: int = 0) -> FitReport:
     """Flash and SRAM of `graph` on `board`, with TFLM and the kernels the firmware will use.
-    `test_vectors` compiled into the firmware cost their inputs and expected outputs in flash."""
+    `test_vectors` compiled into the firmware cost their inputs and expected outputs in flash;
+    an input device (a camera) costs its driver's flash and its frame buffer and state in SRAM."""
     check_ops(graph)
     target = Target.for_board(board)
     plan = plan_arena(graph, target)
     # The firmware declares the arena rounded up to 16 bytes, so its end is aligned as TFLM assumes.
     arena = plan.used_bytes
     runtime, runtime_ram, measured_core = runtime_flash(graph.ops, board.cpu)
-    static_ram = runtime_ram + IO_BUFFER_BYTES
+    static_ram = runtime_ram + IO_BUFFER_BYTES + input_sram_bytes
     reserved = (arena + 15) // 16 * 16 + ARENA_MARGIN_BYTES
     sram_total = reserved + board.stack_bytes + board.heap_bytes + static_ram
     vector_bytes = test_vectors * (graph.tensors[graph.inputs[0]].nbytes + graph.tensors[graph.outputs[0]].nbytes)
-    app = application_flash_bytes(board)
+    app = application_flash_bytes(board) + input_flash_bytes
     flash_total = graph.model_bytes + runtime + app + vector_bytes
     notes = [] if measured_core == board.cpu else [
         f"TFLM's code size was measured for {measured_core}, not {board.cpu}; the flash figure uses it."]

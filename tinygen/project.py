@@ -47,6 +47,7 @@ class Port:
     defines: list[str]
     sdk: dict | None
     run: list[str] | None
+    camera: dict | None = None
 
 
 def has_port(board: Board) -> bool:
@@ -65,7 +66,15 @@ def load_port(board: Board) -> Port:
     data = tomllib.loads(manifest.read_text())
     sdk = data.get("sdk") or None
     return Port(board.family, directory, data["sources"], data["linker_script"], data.get("defines", []),
-                sdk if sdk and sdk.get("variable") else None, data.get("run"))
+                sdk if sdk and sdk.get("variable") else None, data.get("run"), data.get("camera"))
+
+
+def camera_cost(board: Board) -> tuple[int, int]:
+    """(flash, SRAM) bytes the camera input adds: driver code, frame buffer, driver state."""
+    cam = load_port(board).camera if has_port(board) else None
+    if not cam:
+        return 0, 0
+    return int(cam.get("flash_bytes", 0)), cam["width"] * cam["height"] + int(cam.get("sram_bytes", 0))
 
 
 def _env() -> jinja2.Environment:
@@ -103,14 +112,17 @@ def render_project(report: FitReport, model_name: str, input_source: str,
         input_source = "mlperf"
     if harness == "tinygen" and input_source not in INPUT_SOURCES:
         raise ProjectError(f"--input must be one of {', '.join(INPUT_SOURCES)}, not '{input_source}'.")
-    if input_source == "camera":
-        raise ProjectError(
-            f"The camera input is not implemented yet (for the SparkFun Edge it would read the HM01B0 "
-            f"through SparkFun's driver); use --input test-vectors or serial."
-        )
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise ProjectError("The generated firmware handles models with one input and one output.")
     port = load_port(board)
+    camera = None
+    if input_source == "camera":
+        if port.camera is None:
+            raise ProjectError(f"{board.id} has no camera tinygen can read; use --input test-vectors or serial.")
+        shape = graph.tensors[graph.inputs[0]].shape
+        if len(shape) != 4:
+            raise ProjectError(f"--input camera needs an image model (input N x H x W x C); this one takes {list(shape)}.")
+        camera = dict(port.camera, model_height=shape[1], model_width=shape[2], model_channels=shape[3])
     sdk = port.sdk
     var = f"$({sdk['variable']})" if sdk else ""
     cmake_var = f"${{{sdk['variable']}}}" if sdk else ""
@@ -123,18 +135,24 @@ def render_project(report: FitReport, model_name: str, input_source: str,
         "arena_exact": report.plan.exact, "unmodelled_ops": report.plan.unmodelled_ops,
         "input": _io(graph, graph.inputs[0]), "output": _io(graph, graph.outputs[0]),
         "labels": labels or [], "raw_output": raw_output, "input_source": input_source,
+        "camera": camera,
         "input_description": {"test-vectors": "its compiled-in test vectors", "serial": "int8 inputs sent over the serial port",
+                              "camera": f"frames from {port.camera['driver'] if port.camera else 'a camera'}",
                               "mlperf": "inputs the MLPerf Tiny runner loads with its DUT protocol"}[input_source],
         "harness": harness, "mlperf_model": re.sub(r"[^A-Za-z0-9_]", "_", Path(model_name).stem)[:24],
         "defines": port.defines, "linker_script": port.linker_script, "sdk": sdk,
-        "sdk_includes": [f"{var}/{i}".rstrip("/.") if i != "." else var for i in (sdk or {}).get("includes", [])],
+        "sdk_includes": [f"{var}/{i}".rstrip("/.") if i != "." else var
+                         for i in list((sdk or {}).get("includes", [])) + list((camera or {}).get("sdk_includes", []))],
         "sdk_libs": [f"{var}/{l}" for l in (sdk or {}).get("libs", [])],
-        "sdk_includes_cmake": [f"{cmake_var}/{i}" if i != "." else cmake_var for i in (sdk or {}).get("includes", [])],
+        "sdk_includes_cmake": [f"{cmake_var}/{i}" if i != "." else cmake_var
+                               for i in list((sdk or {}).get("includes", [])) + list((camera or {}).get("sdk_includes", []))],
         "sdk_libs_cmake": [f"{cmake_var}/{l}" for l in (sdk or {}).get("libs", [])],
-        "sdk_sources": list((sdk or {}).get("sources", [])),
-        "sdk_sources_cmake": [f"{cmake_var}/{f}" for f in (sdk or {}).get("sources", [])],
+        "sdk_sources": list((sdk or {}).get("sources", [])) + list((camera or {}).get("sdk_sources", [])),
+        "sdk_sources_cmake": [f"{cmake_var}/{f}" for f in
+                              list((sdk or {}).get("sources", [])) + list((camera or {}).get("sdk_sources", []))],
         "c_sources": [f"port/{s}" for s in port.sources] + ["port/harness.c", "port/syscalls.c"]
-        + (["port/mlperf_dut.c"] if harness == "mlperf" else []),
+        + (["port/mlperf_dut.c"] if harness == "mlperf" else [])
+        + [f"port/{c}" for c in (camera or {}).get("sources", [])],
         "cxx_sources": ["src/main.cc", "src/model_data.cc"] + (["src/test_vectors.cc"] if input_source == "test-vectors" else []),
         "run": port.run,
         "flash_instructions": _FLASH_HOWTO.get(board.runner, f"Flash `build/firmware.bin` at 0x{board.app_flash_origin:X} with your usual tool."),
@@ -156,12 +174,14 @@ def render_project(report: FitReport, model_name: str, input_source: str,
         files["src/test_vectors.h"] = env.get_template("test_vectors.h.j2").render(vctx)
         files["src/test_vectors.cc"] = env.get_template("test_vectors.cc.j2").render(vctx)
     fw = resource_dir("firmware")
-    for name in port.sources + [port.linker_script]:
+    for name in port.sources + [port.linker_script] + list((camera or {}).get("sources", [])):
         files[f"port/{name}"] = (port.directory / name).read_text()
     common = [fw / "include" / "tinygen_board.h", fw / "common" / "harness.h", fw / "common" / "harness.c",
               fw / "common" / "syscalls.c"]
     if harness == "mlperf":
         common += [fw / "common" / "mlperf_dut.h", fw / "common" / "mlperf_dut.c"]
+    if camera:
+        common.append(fw / "include" / "tinygen_camera.h")
     for path in common:
         files[f"port/{path.name}"] = path.read_text()
     return files

@@ -62,7 +62,6 @@ def test_mps2_port_boots_in_qemu(tmp_path):
 def test_monitor_reads_firmware_in_qemu_over_a_socket(tmp_path):
     """The mps2 port and harness.c in QEMU, UART on a local TCP port, read by tinygen monitor."""
     import json
-    import socket
     import sys
     import time
 
@@ -78,22 +77,16 @@ def test_monitor_reads_firmware_in_qemu_over_a_socket(tmp_path):
     elf = tmp_path / "demo.elf"
     subprocess.run(["arm-none-eabi-gcc", *cpu, "-T", fw / "boards/mps2/mps2.ld", "--specs=nano.specs", "-nostartfiles",
                     *objs, "-o", elf], check=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    qemu = subprocess.Popen(["qemu-system-arm", "-M", "mps2-an386", "-display", "none", "-monitor", "none",
-                             "-semihosting", "-icount", "shift=0", "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on",
-                             "-kernel", elf])
-    try:
+    from qemu_serial import qemu_uart
+
+    with qemu_uart(elf) as url:
         for attempt in range(50):  # QEMU listens a moment after it starts
-            r = subprocess.run([sys.executable, "-m", "tinygen.cli", "monitor", "--port", f"socket://127.0.0.1:{port}",
-                                "--board", "mps2-an386", "--duration", "60", "--json", "--log", tmp_path / "run.csv"],
+            r = subprocess.run([sys.executable, "-m", "tinygen.cli", "monitor", "--port", url, "--board", "mps2-an386",
+                                "--duration", "60", "--json", "--log", tmp_path / "run.csv"],
                                capture_output=True, text=True, timeout=120)
             if "Cannot open" not in r.stderr:
                 break
             time.sleep(0.1)
-    finally:
-        qemu.wait(timeout=30)
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["inferences"] == 20 and s["bad_lines"] == 0 and s["cycles"]["counter"] == "systick"

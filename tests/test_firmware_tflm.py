@@ -42,81 +42,44 @@ def test_sparkfun_edge_firmware_links(shared_models, tmp_path):
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm is not installed")
 def test_monitor_reads_the_real_firmware_over_a_socket(shared_models, tmp_path):
     """The firmware's UART served by QEMU on a local TCP port, read by `tinygen monitor` via socket://."""
-    import socket
-    import subprocess
-
-    import time
-
-    from tinygen.monitor import Monitor, MonitorError
+    from qemu_serial import qemu_uart, retry_connect
+    from tinygen.monitor import Monitor
 
     result = build(load_board("mps2-an386"), shared_models / "kws_ref_model.tflite", None, tmp_path / "fw", vector_count=5)
     compile_and_run(result, Path(TFLM_ROOT), {})
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    qemu = subprocess.Popen(["qemu-system-arm", "-M", "mps2-an386", "-display", "none", "-monitor", "none",
-                             "-semihosting", "-icount", "shift=0", "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on",
-                             "-kernel", tmp_path / "fw" / "build" / "firmware.elf"])
-    try:
-        # QEMU listens a moment after it starts; the first connection starts the guest
-        for attempt in range(100):
-            try:
-                stats = Monitor(f"socket://127.0.0.1:{port}", 115200, load_board("mps2-an386")).run(duration=60)
-                break
-            except MonitorError:
-                time.sleep(0.05)
-    finally:
-        qemu.wait(timeout=30)
+    with qemu_uart(tmp_path / "fw" / "build" / "firmware.elf") as url:
+        stats = retry_connect(lambda: Monitor(url, 115200, load_board("mps2-an386")).run(duration=60))
     assert stats.boot is not None and stats.boot.int("arena_used_bytes") == result.report.arena_bytes
     assert stats.inferences == 5 and stats.mismatches == 0 and stats.bad_lines == 0
-    assert len(set(stats.cycles)) >= 1 and min(stats.cycles) > 0  # noqa
+    assert min(stats.cycles) > 0
 
 
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm is not installed")
 def test_serial_input_firmware_answers_like_the_host(shared_models, tmp_path):
-    """--input serial: send two inputs over QEMU's UART socket, compare the firmware's outputs
-    with the host tflite-micro interpreter's."""
-    import socket
-    import subprocess
-    import time
+    """--input serial: monitor --send feeds two inputs over QEMU's UART socket; the firmware's
+    raw outputs equal the host tflite-micro interpreter's."""
+    import json
 
     import numpy as np
 
+    from qemu_serial import qemu_uart, retry_connect
     from tinygen import analyze
     from tinygen.evaluate import int8_predict
+    from tinygen.monitor import Log, Monitor
     from tinygen.protocol import parse_line
 
-    model = (shared_models / "kws_ref_model.tflite").read_bytes()
-    g = analyze.parse(model)
-    # raw outputs on every line, to compare them whole
-    result = build(load_board("mps2-an386"), shared_models / "kws_ref_model.tflite", None, tmp_path / "fw",
-                   input_source="serial", raw_output=True)
+    path = shared_models / "kws_ref_model.tflite"
+    g = analyze.parse(path.read_bytes())
+    result = build(load_board("mps2-an386"), path, None, tmp_path / "fw", input_source="serial", raw_output=True)
     compile_and_run(result, Path(TFLM_ROOT), {})
     inputs = np.random.default_rng(3).integers(-128, 128, size=(2, 490), dtype=np.int8)
-    expected = int8_predict(model, g, inputs.reshape((2,) + g.tensors[g.inputs[0]].shape[1:]))
-    from tinygen.monitor import Log, Monitor, MonitorError
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    qemu = subprocess.Popen(["qemu-system-arm", "-M", "mps2-an386", "-display", "none", "-monitor", "none",
-                             "-semihosting", "-icount", "shift=0", "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on",
-                             "-kernel", tmp_path / "fw" / "build" / "firmware.elf"])
-    try:
-        for _ in range(100):
-            try:
-                mon = Monitor(f"socket://127.0.0.1:{port}", 115200, inputs=[x.tobytes() for x in inputs],
-                              log=Log(tmp_path / "run.jsonl", None))
-                stats = mon.run(duration=60)
-                break
-            except MonitorError:
-                time.sleep(0.05)
-    finally:
-        qemu.kill()
-        qemu.wait()
+    expected = int8_predict(path.read_bytes(), g, inputs.reshape((2,) + g.tensors[g.inputs[0]].shape[1:]))
+    with qemu_uart(tmp_path / "fw" / "build" / "firmware.elf") as url:
+        mon = lambda: Monitor(url, 115200, inputs=[x.tobytes() for x in inputs],  # noqa: E731
+                              log=Log(tmp_path / "run.jsonl", None)).run(duration=60)
+        stats = retry_connect(mon)
     assert stats.inferences == 2
-    import json as _json
-    events = [parse_line(r["raw"]) for r in map(_json.loads, (tmp_path / "run.jsonl").read_text().splitlines())
+    events = [parse_line(r["raw"]) for r in map(json.loads, (tmp_path / "run.jsonl").read_text().splitlines())
               if r["kind"] == "inf"]
     assert len(events) == 2
     for ev, want in zip(events, expected):
@@ -127,16 +90,13 @@ def test_serial_input_firmware_answers_like_the_host(shared_models, tmp_path):
 def test_mlperf_harness_firmware_in_qemu(shared_models, tmp_path):
     """--harness mlperf: tinygen's MLPerf client drives the firmware; its results equal the
     host interpreter's, dequantized, including over repeated timed inferences."""
-    import socket
-    import subprocess
-    import time
-
     import numpy as np
 
+    from qemu_serial import qemu_uart, retry_connect
     from tinygen import analyze
     from tinygen.evaluate import int8_predict
     from tinygen.mlperf import MlperfDut
-    from tinygen.monitor import MonitorError, open_port
+    from tinygen.monitor import open_port
 
     path = shared_models / "kws_ref_model.tflite"
     g = analyze.parse(path.read_bytes())
@@ -146,19 +106,8 @@ def test_mlperf_harness_firmware_in_qemu(shared_models, tmp_path):
     q = int8_predict(path.read_bytes(), g, x)[0].reshape(-1).astype(float)
     out = g.tensors[g.outputs[0]]
     want = (q - out.zero_point[0]) * out.scale[0]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    qemu = subprocess.Popen(["qemu-system-arm", "-M", "mps2-an386", "-display", "none", "-monitor", "none",
-                             "-semihosting", "-icount", "shift=0", "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on",
-                             "-kernel", tmp_path / "fw" / "build" / "firmware.elf"])
-    try:
-        for _ in range(100):
-            try:
-                ser = open_port(f"socket://127.0.0.1:{port}", 115200)
-                break
-            except MonitorError:
-                time.sleep(0.05)
+    with qemu_uart(tmp_path / "fw" / "build" / "firmware.elf") as url:
+        ser = retry_connect(lambda: open_port(url, 115200))
         dut = MlperfDut(ser, timeout=60)
         assert dut.sync() == "dut [tinygen]"
         dut.load(x.tobytes())
@@ -167,9 +116,6 @@ def test_mlperf_harness_firmware_in_qemu(shared_models, tmp_path):
             assert r.results == pytest.approx(list(want), abs=0.0015)
             assert r.latency_us > 0
         ser.close()
-    finally:
-        qemu.kill()
-        qemu.wait()
 
 
 @pytest.mark.skipif(not AMBIQ_ROOT, reason="AMBIQ_ROOT is not set: point it at the AmbiqSuite SDK with boards_sfe")

@@ -14,16 +14,6 @@ static size_t g_buf_cap, g_buf_size, g_buf_pos;
 
 static void put(const char* s) { board_serial_write(s, strlen(s)); }
 
-static void put_u32(uint32_t v) {
-  char b[11];
-  size_t i = sizeof(b);
-  do {
-    b[--i] = (char)('0' + v % 10u);
-    v /= 10u;
-  } while (v);
-  board_serial_write(b + i, sizeof(b) - i);
-}
-
 static void put_u64(uint64_t v) {
   char b[21];
   size_t i = sizeof(b);
@@ -33,6 +23,8 @@ static void put_u64(uint64_t v) {
   } while (v);
   board_serial_write(b + i, sizeof(b) - i);
 }
+
+static void put_u32(uint32_t v) { put_u64(v); }
 
 // %0.3f without printf: sign, integer part, three decimals, rounded half away from zero.
 static void put_f3(float f) {

@@ -229,3 +229,19 @@ def test_cli_wrong_runner_is_one_sentence(tmp_path):
     r = subprocess.run([sys.executable, "-m", "tinygen.cli", "flash", img, "--board", "sparkfun-edge", "--runner", "jlink"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "There is no runner 'jlink'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bossac_argv_is_exact(tmp_path):
+    nano = load_board("arduino-nano-33-ble-sense")
+    io = IO(dry_run=True, say=lambda t: None)
+    img = Image(app(64), 0x10000, tmp_path / "fw.bin", "bin")
+    get_runner("bossac")(nano, io, "/dev/ttyACM0").flash(img, lambda d, t: None)
+    assert io.transcript[0].startswith("write 64 bytes to ") and io.transcript[0].endswith("firmware.bin")
+    bin_path = io.transcript[0].split(" to ", 1)[1]
+    assert io.transcript[1] == f"$ bossac -d --port=/dev/ttyACM0 -U -i -e -w -v --offset=0x10000 -R {bin_path}"
+
+
+def test_the_emulator_has_nothing_to_flash(tmp_path):
+    with pytest.raises(FlashError, match="is emulated: there is nothing to flash"):
+        get_runner("qemu")(load_board("mps2-an386"), IO(say=lambda t: None)).flash(
+            Image(b"\0", 0, tmp_path / "x.bin", "bin"), lambda d, t: None)

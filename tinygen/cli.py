@@ -323,6 +323,85 @@ def monitor(
 
 
 @app.command()
+def shrink(
+    board: str = BoardOpt,
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="A Keras .h5/.keras model. Default: the bundled digits example."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Training samples (.npz with x[, y]); labels optional: without them the student learns the original's outputs."),
+    val: Optional[Path] = typer.Option(None, "--val", help="Held-out samples to measure accuracy on (labels, or agreement with the original's top-1)."),
+    width: float = typer.Option(..., "--width", "-w", min=0.01, max=1.0, help="Width multiplier: every Conv2D/Dense (but the output) keeps this share of its channels."),
+    epochs: int = typer.Option(10, "--epochs", min=1, help="Distillation epochs."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where model.keras, model.tflite (int8) and shrink.json go. Default: build/<board>-shrunk/."),
+    as_json: bool = JsonOpt,
+):
+    """Make a model thinner for a board: width multiplier, distillation from the original, int8.
+
+    Rebuilds the network with the channels of its Conv2D, DepthwiseConv2D and Dense layers
+    scaled by --width (residual Adds stay consistent), keeps the filters with the largest L1
+    norm, fine-tunes by knowledge distillation from the original (labels optional), quantizes
+    to int8, and reports accuracy (float and int8, held-out) and flash and SRAM next to the original.
+
+    Example: tinygen shrink --board raspberry-pi-pico --model model.h5 --data train.npz --val val.npz --width 0.5
+    """
+    from .boards import load_board
+    from .data import conform, load_data
+    from .examples import digits_model_path, digits_splits
+    from .models import detect, load_keras, input_shape
+    from .shrink import shrink as run_shrink
+
+    try:
+        b = load_board(board)
+        if model is None:
+            model, (train_ds, val_ds) = digits_model_path(), digits_splits()
+        src = detect(model)
+        if src.kind != "keras":
+            raise TinygenError(f"Shrinking rebuilds the network, so it needs the Keras model, not a {src.kind.replace('_', ' ')}.")
+        teacher = load_keras(src)
+        shape = input_shape(src, teacher)
+        if data is not None:
+            train_ds = conform(load_data(data), shape)
+            val_ds = conform(load_data(val), shape, "validation data") if val else None
+        elif model != digits_model_path():
+            raise TinygenError("Shrinking trains: pass --data with training samples (and --val with held-out ones).")
+        else:
+            train_ds, val_ds = conform(train_ds, shape), conform(val_ds, shape)
+        if val_ds is None:
+            raise TinygenError("Shrinking needs held-out data to measure accuracy on: pass --val.")
+        out_dir = out_dir or Path("build") / f"{b.id}-shrunk"
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      console=err, transient=True, disable=as_json) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(step, done=None, total=None):
+                if step not in tasks:
+                    tasks[step] = bar.add_task(step, total=total)
+                bar.update(tasks[step], completed=done or 0, total=total)
+
+            result = run_shrink(b, teacher, train_ds, val_ds, width, epochs, out_dir, progress)
+    except TinygenError as e:
+        _fail(e)
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+        return
+    t = Table(title=f"Shrinking for {b.id}", title_justify="left")
+    for c in ("width", "params", "MMACs", "float", "int8", "flash", "SRAM", "fits", "train s"):
+        t.add_column(c, justify="right")
+    pct = lambda v: "—" if v is None else f"{v:.1%}"  # noqa: E731
+    for c in (result.original, result.chosen):
+        t.add_row(f"{c.width:g}", f"{c.params:,}", f"{c.macs / 1e6:.2f}", pct(c.accuracy_float), pct(c.accuracy_int8),
+                  _kb(c.flash_bytes), _kb(c.sram_bytes), "yes" if c.fits else "[red]no[/]", f"{c.train_seconds:.1f}")
+    out.print(t)
+    o, c = result.original, result.chosen
+    out.print(f"Accuracy measured by {c.accuracy_kind}. Int8 accuracy {pct(o.accuracy_int8)} -> {pct(c.accuracy_int8)}; "
+              f"flash {o.flash_bytes - c.flash_bytes:+,} B saved, SRAM {o.sram_bytes - c.sram_bytes:+,} B saved.", highlight=False)
+    out.print(f"Wrote {', '.join(result.files)} to {result.out_dir}/")
+    if not c.fits:
+        err.print(f"[bold red]At width {c.width:g} the model still does not fit {b.id}.[/] Try a smaller --width.", highlight=False)
+        raise typer.Exit(2)
+
+
+@app.command()
 def flash(
     image: Path = typer.Argument(..., help="A build directory from `tinygen build --compile`, or a .bin, .hex, .elf or .uf2 image."),
     board: str = BoardOpt,

@@ -81,7 +81,7 @@ def parse_line(line: str | bytes) -> Event | None:
     return Event(parts[1], fields)
 
 
-def format_line(kind: str, **fields) -> str:
+def format_line(kind: str, /, **fields) -> str:
     """The line the firmware would print for these fields (for tests and fake devices)."""
     body = " ".join([VERSION_TAG, kind] + [f"{k}={v}" for k, v in fields.items()])
     return f"{body} *{crc8(body.encode('ascii')):02x}\r\n"

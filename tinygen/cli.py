@@ -127,6 +127,8 @@ def build(
     run_: bool = typer.Option(False, "--run", help="Boot the firmware in QEMU (mps2-an386) and show what it prints; implies --compile."),
     tflm_root: Optional[Path] = typer.Option(None, "--tflm-root", envvar="TFLM_ROOT", help="A tflite-micro checkout (default: $TFLM_ROOT)."),
     ambiq_root: Optional[Path] = typer.Option(None, "--ambiq-root", envvar="AMBIQ_ROOT", help="AmbiqSuite SDK with boards_sfe, for the SparkFun Edge (default: $AMBIQ_ROOT)."),
+    shrink_: Optional[str] = typer.Option(None, "--shrink", help="auto: first search for the most accurate thinner model that fits (see `tinygen shrink --auto`), then build it."),
+    max_drop: Optional[float] = typer.Option(None, "--max-accuracy-drop", help="With --shrink auto: accuracy points the int8 model may lose."),
     flash_: bool = typer.Option(False, "--flash", help="After --compile, put the firmware on the board (see `tinygen flash`)."),
     port: Optional[str] = typer.Option(None, "--port", "-p", help="With --flash/--monitor: the board's serial port."),
     monitor_after: bool = typer.Option(False, "--monitor", help="After --flash, go straight on into `tinygen monitor` on --port."),
@@ -144,6 +146,10 @@ def build(
       tinygen build --board sparkfun-edge --model model.h5 --data calib.npz --out build/edge
       tinygen build --board mps2-an386 --out build/qemu --compile --run
     """
+    if shrink_ is not None:
+        if shrink_ != "auto":
+            _fail(TinygenError("--shrink takes `auto`; for one chosen recipe use `tinygen shrink --width W`."))
+        model, data, val = _shrink_first(board, model, data, val, max_drop)
     firmware = {"input_source": input_source, "vector_count": vectors, "project": not no_project, "harness": harness, "raw_output": raw_output,
                 "compile": compile_ or run_ or flash_, "run": run_, "tflm_root": tflm_root,
                 "sdk_roots": {"AMBIQ_ROOT": ambiq_root}}
@@ -154,6 +160,49 @@ def build(
         built = out_dir or Path("build") / load_board(board).id
         flash(image=built, board=board, port=port, runner=None, baud=None, drive=None, probe=None, dry_run=False,
               monitor_after=monitor_after, as_json=False)
+
+
+def _shrink_first(board_name: str, model: Optional[Path], data: Optional[Path], val: Optional[Path],
+                  max_drop: Optional[float]) -> tuple[Path, Optional[Path], Optional[Path]]:
+    """Run the search for `build --shrink auto`; returns the chosen Keras model and the data to build it with."""
+    from .boards import load_board
+    from .data import conform, load_data
+    from .examples import digits_model_path, digits_splits
+    from .models import detect, input_shape, load_keras
+    from .shrink import run_search
+
+    try:
+        b = load_board(board_name)
+        src = detect(model or digits_model_path())
+        if src.kind != "keras":
+            raise TinygenError("--shrink auto rebuilds the network, so it needs the Keras model.")
+        teacher = load_keras(src)
+        shape = input_shape(src, teacher)
+        if model is None:
+            train_ds, val_ds = (conform(d, shape) for d in digits_splits())
+        elif data is None or val is None:
+            raise TinygenError("--shrink auto trains and measures: pass --data (training samples) and --val (held-out ones).")
+        else:
+            train_ds, val_ds = conform(load_data(data), shape), conform(load_data(val), shape, "validation data")
+        out = Path("build") / f"{b.id}-shrunk"
+        with err.status("Searching for a model that fits (widths, PTQ/QAT)..."):
+            result = run_search(b, teacher, src.path, train_ds, val_ds, max_drop, None, 10, out)
+    except TinygenError as e:
+        _fail(e)
+    _render_search(result, as_json=False)
+    if model is None:  # the bundled example: build the chosen model with the same digits
+        import atexit
+        import shutil
+        import tempfile
+
+        import numpy as np
+
+        tmp = Path(tempfile.mkdtemp(prefix="tinygen-"))
+        atexit.register(shutil.rmtree, tmp, True)
+        np.savez(tmp / "train.npz", x=train_ds.x, y=train_ds.y)
+        np.savez(tmp / "val.npz", x=val_ds.x, y=val_ds.y)
+        data, val = tmp / "train.npz", tmp / "val.npz"
+    return result.out_dir / "model.keras", data, val
 
 
 def _run_build(board_name, model, data, val, out_dir, as_json, fit_only, plot=None, firmware=None):
@@ -328,7 +377,10 @@ def shrink(
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="A Keras .h5/.keras model. Default: the bundled digits example."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Training samples (.npz with x[, y]); labels optional: without them the student learns the original's outputs."),
     val: Optional[Path] = typer.Option(None, "--val", help="Held-out samples to measure accuracy on (labels, or agreement with the original's top-1)."),
-    width: float = typer.Option(..., "--width", "-w", min=0.01, max=1.0, help="Width multiplier: every Conv2D/Dense (but the output) keeps this share of its channels."),
+    width: Optional[float] = typer.Option(None, "--width", "-w", min=0.01, max=1.0, help="Width multiplier: every Conv2D/Dense (but the output) keeps this share of its channels."),
+    auto: bool = typer.Option(False, "--auto", help="Search widths 1, 0.75, 0.5, 0.35, 0.25 with PTQ (and QAT where PTQ loses accuracy) and keep the most accurate that fits."),
+    max_drop: Optional[float] = typer.Option(None, "--max-accuracy-drop", help="With --auto: accuracy points the int8 model may lose against the original's."),
+    floor: Optional[float] = typer.Option(None, "--accuracy-floor", help="With --auto: the lowest int8 accuracy accepted (0-1)."),
     epochs: int = typer.Option(10, "--epochs", min=1, help="Distillation epochs."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where model.keras, model.tflite (int8) and shrink.json go. Default: build/<board>-shrunk/."),
     as_json: bool = JsonOpt,
@@ -366,6 +418,8 @@ def shrink(
             train_ds, val_ds = conform(train_ds, shape), conform(val_ds, shape)
         if val_ds is None:
             raise TinygenError("Shrinking needs held-out data to measure accuracy on: pass --val.")
+        if (width is None) == (not auto):
+            raise TinygenError("Give either --width W (one recipe) or --auto (a search), e.g. tinygen shrink --board raspberry-pi-pico --auto.")
         out_dir = out_dir or Path("build") / f"{b.id}-shrunk"
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
@@ -378,9 +432,17 @@ def shrink(
                     tasks[step] = bar.add_task(step, total=total)
                 bar.update(tasks[step], completed=done or 0, total=total)
 
-            result = run_shrink(b, teacher, train_ds, val_ds, width, epochs, out_dir, progress)
+            if auto:
+                from .shrink import run_search
+
+                result = run_search(b, teacher, src.path, train_ds, val_ds, max_drop, floor, epochs, out_dir, progress)
+            else:
+                result = run_shrink(b, teacher, train_ds, val_ds, width, epochs, out_dir, progress)
     except TinygenError as e:
         _fail(e)
+    if auto:
+        _render_search(result, as_json)
+        return
     if as_json:
         print(json.dumps(result.to_json(), indent=2))
         return
@@ -399,6 +461,28 @@ def shrink(
     if not c.fits:
         err.print(f"[bold red]At width {c.width:g} the model still does not fit {b.id}.[/] Try a smaller --width.", highlight=False)
         raise typer.Exit(2)
+
+
+def _render_search(result, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        t = Table(title=f"Candidates for {result.board.id} (* Pareto front, > chosen)", title_justify="left")
+        for c in ("", "width", "quant", "params", "MMACs", "float", "int8", "flash", "SRAM", "fits", "train s"):
+            t.add_column(c, justify="right")
+        for i, c in enumerate(result.candidates):
+            mark = (">" if c is result.chosen else " ") + ("*" if i in result.pareto else " ")
+            t.add_row(mark, f"{c.width:g}", c.quantization, f"{c.params:,}", f"{c.macs / 1e6:.2f}", f"{c.accuracy_float:.1%}",
+                      f"{c.accuracy_int8:.1%}", _kb(c.flash_bytes), _kb(c.sram_bytes), "yes" if c.fits else "no",
+                      f"{c.train_seconds:.1f}")
+        out.print(t)
+        if result.skipped:
+            out.print(f"Not tried, as they could not be more accurate than a candidate that fits: widths "
+                      f"{', '.join(f'{w:g}' for w in result.skipped)}.", highlight=False)
+        o, c = result.candidates[0], result.chosen
+        out.print(f"Chosen: width {c.width:g}, {c.quantization}; int8 accuracy {o.accuracy_int8:.2%} -> {c.accuracy_int8:.2%} "
+                  f"({(c.accuracy_int8 - o.accuracy_int8) * 100:+.2f} points, by {c.accuracy_kind}). "
+                  f"Wrote {', '.join(result.files)} to {result.out_dir}/", highlight=False)
 
 
 @app.command()

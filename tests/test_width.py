@@ -130,3 +130,30 @@ def test_an_accuracy_floor_no_candidate_meets(tmp_path):
                         "0.999", "--epochs", "2", "--out", tmp_path / "s"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "meets the accuracy floor of 99.90%" in r.stderr and "points short" in r.stderr
+
+
+def test_structured_pruning_ranks_filters_across_layers(resnet):
+    from tinygen.width import prune_filters
+
+    thin = prune_filters(resnet, 0.3)
+    filters = {l.name: l.filters for l in thin.layers if type(l).__name__ == "Conv2D"}
+    assert len(set(filters.values())) > 3                      # layers lose different shares
+    assert filters["conv2d"] == filters["conv2d_2"]           # tied by the first residual Add
+    assert filters["conv2d_4"] == filters["conv2d_5"] and filters["conv2d_7"] == filters["conv2d_8"]
+    assert thin.count_params() < resnet.count_params() and thin.output_shape == resnet.output_shape
+    assert prune_filters(resnet, 0.0).count_params() == resnet.count_params()
+
+
+@pytest.mark.slow
+def test_unstructured_sparsity_saves_no_flash_structured_does(tmp_path):
+    def run(*extra):
+        r = subprocess.run([sys.executable, "-m", "tinygen.cli", "shrink", "--board", "raspberry-pi-pico", *extra,
+                            "--epochs", "4", "--out", tmp_path / "p", "--json"], capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)["candidates"]
+
+    orig, unstructured = run("--prune", "0.5", "--unstructured")
+    assert unstructured["sparsity"] > 0.4
+    assert (unstructured["flash_bytes"], unstructured["sram_bytes"]) == (orig["flash_bytes"], orig["sram_bytes"])
+    _, structured = run("--prune", "0.5")
+    assert structured["flash_bytes"] < orig["flash_bytes"] and structured["macs"] < orig["macs"]

@@ -378,6 +378,8 @@ def shrink(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Training samples (.npz with x[, y]); labels optional: without them the student learns the original's outputs."),
     val: Optional[Path] = typer.Option(None, "--val", help="Held-out samples to measure accuracy on (labels, or agreement with the original's top-1)."),
     width: Optional[float] = typer.Option(None, "--width", "-w", min=0.01, max=1.0, help="Width multiplier: every Conv2D/Dense (but the output) keeps this share of its channels."),
+    prune: Optional[float] = typer.Option(None, "--prune", min=0.0, max=0.95, help="Remove this share of all filters, least important first, ranked across layers (structured pruning; shrinks flash, SRAM and MACs)."),
+    unstructured: bool = typer.Option(False, "--unstructured", help="With --prune: magnitude-prune individual weights instead (tensorflow-model-optimization); the report shows it saves no flash in a dense int8 model."),
     auto: bool = typer.Option(False, "--auto", help="Search widths 1, 0.75, 0.5, 0.35, 0.25 with PTQ (and QAT where PTQ loses accuracy) and keep the most accurate that fits."),
     max_drop: Optional[float] = typer.Option(None, "--max-accuracy-drop", help="With --auto: accuracy points the int8 model may lose against the original's."),
     floor: Optional[float] = typer.Option(None, "--accuracy-floor", help="With --auto: the lowest int8 accuracy accepted (0-1)."),
@@ -418,8 +420,8 @@ def shrink(
             train_ds, val_ds = conform(train_ds, shape), conform(val_ds, shape)
         if val_ds is None:
             raise TinygenError("Shrinking needs held-out data to measure accuracy on: pass --val.")
-        if (width is None) == (not auto):
-            raise TinygenError("Give either --width W (one recipe) or --auto (a search), e.g. tinygen shrink --board raspberry-pi-pico --auto.")
+        if sum(x is not None and x is not False for x in (width, prune, auto or None)) != 1:
+            raise TinygenError("Give one of --width W, --prune S or --auto, e.g. tinygen shrink --board raspberry-pi-pico --auto.")
         out_dir = out_dir or Path("build") / f"{b.id}-shrunk"
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
@@ -437,7 +439,8 @@ def shrink(
 
                 result = run_search(b, teacher, src.path, train_ds, val_ds, max_drop, floor, epochs, out_dir, progress)
             else:
-                result = run_shrink(b, teacher, train_ds, val_ds, width, epochs, out_dir, progress)
+                result = run_shrink(b, teacher, train_ds, val_ds, width, epochs, out_dir, progress,
+                                    prune=prune, unstructured=unstructured)
     except TinygenError as e:
         _fail(e)
     if auto:
@@ -447,11 +450,11 @@ def shrink(
         print(json.dumps(result.to_json(), indent=2))
         return
     t = Table(title=f"Shrinking for {b.id}", title_justify="left")
-    for c in ("width", "params", "MMACs", "float", "int8", "flash", "SRAM", "fits", "train s"):
+    for c in ("width", "sparsity", "params", "MMACs", "float", "int8", "flash", "SRAM", "fits", "train s"):
         t.add_column(c, justify="right")
     pct = lambda v: "—" if v is None else f"{v:.1%}"  # noqa: E731
     for c in (result.original, result.chosen):
-        t.add_row(f"{c.width:g}", f"{c.params:,}", f"{c.macs / 1e6:.2f}", pct(c.accuracy_float), pct(c.accuracy_int8),
+        t.add_row(f"{c.width:g}", f"{c.sparsity:.0%}", f"{c.params:,}", f"{c.macs / 1e6:.2f}", pct(c.accuracy_float), pct(c.accuracy_int8),
                   _kb(c.flash_bytes), _kb(c.sram_bytes), "yes" if c.fits else "[red]no[/]", f"{c.train_seconds:.1f}")
     out.print(t)
     o, c = result.original, result.chosen

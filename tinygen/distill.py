@@ -67,3 +67,38 @@ def distill(teacher, student, x: np.ndarray, y: np.ndarray | None = None, epochs
         if progress:
             progress(epoch + 1, epochs, losses[-1])
     return losses
+
+
+def magnitude_prune(teacher, model, x: np.ndarray, sparsity: float, epochs: int = 5, batch: int = 64):
+    """Unstructured magnitude pruning with tensorflow-model-optimization: sparsity rises along a
+    polynomial decay while the model learns the teacher's outputs, then the wrappers are stripped."""
+    import math
+
+    import tensorflow_model_optimization as tfmot
+
+    from ._tf import keras
+
+    k = keras()
+    steps = max(1, math.ceil(len(x) / batch) * epochs)
+    # tfmot prunes every `frequency` steps (100 by default): too rare for a short fine-tune
+    end = max(1, int(steps * 0.8))
+    schedule = tfmot.sparsity.keras.PolynomialDecay(initial_sparsity=0.0, final_sparsity=sparsity,
+                                                    begin_step=0, end_step=end, frequency=max(1, end // 10))
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+    loss = k.losses.KLDivergence() if _is_classifier(teacher) else "mse"
+    pruned.compile(optimizer=k.optimizers.Adam(1e-3), loss=loss)
+    targets = teacher.predict(x, batch_size=256, verbose=0)
+    pruned.fit(x, targets, epochs=epochs, batch_size=batch, verbose=0,
+               callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    return tfmot.sparsity.keras.strip_pruning(pruned)
+
+
+def weight_sparsity(model) -> float:
+    """Share of exactly-zero weights in the Conv2D, DepthwiseConv2D and Dense kernels."""
+    zeros = total = 0
+    for layer in model.layers:
+        if type(layer).__name__ in ("Conv2D", "DepthwiseConv2D", "Dense"):
+            w = layer.get_weights()[0]
+            zeros += int((w == 0).sum())
+            total += w.size
+    return zeros / total if total else 0.0

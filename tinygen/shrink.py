@@ -15,13 +15,13 @@ import numpy as np
 from . import analyze, quantize as quantize_mod
 from .boards import Board
 from .data import Dataset
-from .distill import distill
+from .distill import distill, magnitude_prune, weight_sparsity
 from .errors import TinygenError
 from .evaluate import int8_predict, top1
 from .fit import check_fit
 from .models import ModelSource
 from .outputs import write_tree
-from .width import scale_width
+from .width import prune_filters, scale_width
 
 
 @dataclass
@@ -85,22 +85,39 @@ def qat(teacher, student, train: Dataset, epochs: int = 3):
     return q
 
 
-def shrink(board: Board, teacher, train: Dataset, val: Dataset, width: float, epochs: int = 10,
-           out_dir: Path | None = None, progress: Callable[[str, int | None, int | None], None] = lambda *a: None
-           ) -> ShrinkResult:
+def shrink(board: Board, teacher, train: Dataset, val: Dataset, width: float | None, epochs: int = 10,
+           out_dir: Path | None = None, progress: Callable[[str, int | None, int | None], None] = lambda *a: None,
+           prune: float | None = None, unstructured: bool = False) -> ShrinkResult:
+    """One recipe: a width multiplier, or structured filter pruning (`prune`), or unstructured
+    magnitude pruning (`prune` with `unstructured`), then distillation and int8."""
     if val is None or len(val) == 0:
         raise TinygenError("Shrinking needs held-out data to measure accuracy on: pass --val (or labelled --data to split).")
     teacher_top1 = top1(teacher.predict(val.x, batch_size=256, verbose=0))
     progress("Measuring the original", None, None)
     original, _ = evaluate(teacher, board, val, teacher_top1, train, 1.0, 0.0)
-    progress(f"Rebuilding at width {width:g}", None, None)
-    student = scale_width(teacher, width)
     started = time.monotonic()
-    distill(teacher, student, train.x, train.y, epochs=epochs,
-            progress=lambda e, n, loss: progress(f"Distilling (width {width:g})", e, n))
+    if prune is not None and unstructured:
+        progress(f"Magnitude pruning to {prune:.0%} (tensorflow-model-optimization)", None, None)
+        from ._tf import keras
+
+        student = keras().models.clone_model(teacher)
+        student.set_weights(teacher.get_weights())
+        student = magnitude_prune(teacher, student, train.x, prune, epochs=epochs)
+    else:
+        if prune is not None:
+            progress(f"Removing {prune:.0%} of the filters", None, None)
+            student = prune_filters(teacher, prune)
+        else:
+            progress(f"Rebuilding at width {width:g}", None, None)
+            student = scale_width(teacher, width)
+        distill(teacher, student, train.x, train.y, epochs=epochs,
+                progress=lambda e, n, loss: progress("Distilling", e, n))
     seconds = time.monotonic() - started
     progress("Quantizing and measuring", None, None)
-    chosen, tflite = evaluate(student, board, val, teacher_top1, train, width, seconds)
+    chosen, tflite = evaluate(student, board, val, teacher_top1, train, width or 1.0, seconds)
+    if prune is not None:
+        chosen.sparsity = round(weight_sparsity(student), 4) if unstructured else prune
+        chosen.quantization = "ptq, " + ("unstructured" if unstructured else "structured")
     result = ShrinkResult(board, original, chosen)
     if out_dir is not None:
         import tempfile

@@ -88,6 +88,11 @@ def plan(model, alpha: float) -> tuple[dict[str, int], dict[str, np.ndarray], di
     """(new width per scaled layer, kept indices per group, tensor layouts, inbound map)."""
     if not 0 < alpha <= 1:
         raise WidthError(f"The width multiplier must be in (0, 1], not {alpha}.")
+    return _plan(model, lambda importance: {root: max(1, int(round(alpha * len(v)))) for root, v in importance.items()})
+
+
+def _plan(model, counts):
+    """`counts(importance per group root) -> channels to keep per root`; the rest as plan()."""
     inbound = _inbound(model)
     layers = {l.name: l for l in model.layers}
     output_names = {t.name.split("/")[0] for t in model.outputs}
@@ -142,15 +147,16 @@ def plan(model, alpha: float) -> tuple[dict[str, int], dict[str, np.ndarray], di
             w = layers[n].get_weights()[0]
             l1 = np.abs(w).reshape(-1, w.shape[-1]).sum(axis=0)
             importance[root] = importance.get(root, 0) + l1
+    scalable = {r: v for r, v in importance.items() if not groups.fixed[r]}
+    wanted = counts(scalable)
     keep: dict[int, np.ndarray] = {}
     for g in range(len(groups.parent)):
         root = groups.find(g)
         n = groups.size[root]
-        if groups.fixed[root] or root not in importance:
+        if root not in scalable:
             keep[g] = np.arange(n)
             continue
-        new = max(1, int(round(alpha * n)))
-        keep[g] = np.sort(np.argsort(-importance[root], kind="stable")[:new])
+        keep[g] = np.sort(np.argsort(-importance[root], kind="stable")[:wanted[root]])
     widths = {names_: len(keep[g]) for g, ns in producers.items() for names_ in ns}
     return widths, keep, tensors, inbound
 
@@ -170,10 +176,31 @@ def _selection(t: _Tensor, keep: dict[int, np.ndarray], sizes: list[int]) -> np.
 
 def scale_width(model, alpha: float):
     """The thinner model, with the kept filters' weights copied in."""
+    return _rebuild(model, *plan(model, alpha))
+
+
+def prune_filters(model, sparsity: float, min_keep: float = 0.125):
+    """Structured pruning: remove `sparsity` of all filters, the least important first, ranked
+    globally (each group's L1 norms divided by their mean, so layers of any scale compare), keeping
+    at least `min_keep` of every group. Unlike a width multiplier, layers lose different shares."""
+    if not 0 <= sparsity < 1:
+        raise WidthError(f"The structured sparsity must be in [0, 1), not {sparsity}.")
+
+    def counts(importance):
+        scores = np.concatenate([v / (v.mean() + 1e-12) for v in importance.values()])
+        if sparsity == 0 or len(scores) == 0:
+            return {r: len(v) for r, v in importance.items()}
+        threshold = np.quantile(scores, sparsity)
+        return {r: max(int(np.ceil(min_keep * len(v))), int(np.sum(v / (v.mean() + 1e-12) > threshold)))
+                for r, v in importance.items()}
+
+    return _rebuild(model, *_plan(model, counts))
+
+
+def _rebuild(model, widths, keep, tensors, inbound):
     from ._tf import keras
 
     k = keras()
-    widths, keep, tensors, inbound = plan(model, alpha)
     cfg = model.get_config()
     for l in cfg["layers"]:
         name = l["config"]["name"]

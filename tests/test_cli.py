@@ -114,7 +114,7 @@ def test_model_that_does_not_fit(tmp_path, shared_models):
     r = run("fit", "--board", tmp_path / "tiny.toml", "--model", shared_models / "kws_ref_model.tflite")
     assert r.returncode == 2
     assert "does not fit tiny: SRAM is over by" in r.stderr
-    assert "width multiplier" in r.stderr
+    assert "--shrink auto" in r.stderr
     assert "Traceback" not in r.stderr
 
 
@@ -137,3 +137,16 @@ def test_fit_writes_a_layer_memory_png(shared_models, tmp_path):
     assert r.returncode == 0, r.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+@pytest.mark.slow
+def test_the_bundled_example_is_shrunk_to_fit_the_microbit(tmp_path):
+    """The digits CNN misses the micro:bit's 16 KB of SRAM; --shrink auto finds a thinner one that fits."""
+    r = run("build", "--board", "bbc-microbit", cwd=tmp_path)
+    assert r.returncode == 2 and "SRAM is over by" in r.stderr and "--shrink auto" in r.stderr
+    r = run("build", "--board", "bbc-microbit", "--shrink", "auto", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["fits"] and report["accuracy"]["int8"] > 0.9
+    search = json.loads((tmp_path / "build" / "bbc-microbit-shrunk" / "search.json").read_text())
+    assert not search["candidates"][0]["fits"] and search["chosen"]["width"] < 1.0

@@ -16,7 +16,7 @@ from typing import Any
 from .errors import BoardError
 from .resources import resource_dir
 
-CPUS = {"cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "host"}
+CPUS = {"cortex-m0", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "host"}
 
 # (dotted field, python type(s), required, check or None, what the check wants)
 _POSITIVE = (lambda v: v > 0, "a positive number")

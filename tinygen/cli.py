@@ -149,7 +149,7 @@ def build(
     if shrink_ is not None:
         if shrink_ != "auto":
             _fail(TinygenError("--shrink takes `auto`; for one chosen recipe use `tinygen shrink --width W`."))
-        model, data, val = _shrink_first(board, model, data, val, max_drop)
+        model, data, val = _shrink_first(board, model, data, val, max_drop, as_json)
     firmware = {"input_source": input_source, "vector_count": vectors, "project": not no_project, "harness": harness, "raw_output": raw_output,
                 "compile": compile_ or run_ or flash_, "run": run_, "tflm_root": tflm_root,
                 "sdk_roots": {"AMBIQ_ROOT": ambiq_root}}
@@ -162,8 +162,14 @@ def build(
               monitor_after=monitor_after, as_json=False)
 
 
+def _nullcontext():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
 def _shrink_first(board_name: str, model: Optional[Path], data: Optional[Path], val: Optional[Path],
-                  max_drop: Optional[float]) -> tuple[Path, Optional[Path], Optional[Path]]:
+                  max_drop: Optional[float], as_json: bool = False) -> tuple[Path, Optional[Path], Optional[Path]]:
     """Run the search for `build --shrink auto`; returns the chosen Keras model and the data to build it with."""
     from .boards import load_board
     from .data import conform, load_data
@@ -185,11 +191,12 @@ def _shrink_first(board_name: str, model: Optional[Path], data: Optional[Path], 
         else:
             train_ds, val_ds = conform(load_data(data), shape), conform(load_data(val), shape, "validation data")
         out = Path("build") / f"{b.id}-shrunk"
-        with err.status("Searching for a model that fits (widths, PTQ/QAT)..."):
+        with err.status("Searching for a model that fits (widths, PTQ/QAT)...") if not as_json else _nullcontext():
             result = run_search(b, teacher, src.path, train_ds, val_ds, max_drop, None, 10, out)
     except TinygenError as e:
         _fail(e)
-    _render_search(result, as_json=False)
+    if not as_json:  # with --json, stdout is the build's one object; the search is in search.json
+        _render_search(result, as_json=False)
     if model is None:  # the bundled example: build the chosen model with the same digits
         import atexit
         import shutil

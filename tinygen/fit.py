@@ -38,7 +38,7 @@ def _flash_table() -> dict:
 
 
 # The core whose measured table stands in for one that was not measured.
-_MEASURED_CORE = {"cortex-m0plus": "cortex-m0plus", "cortex-m3": "cortex-m4", "cortex-m4": "cortex-m4",
+_MEASURED_CORE = {"cortex-m0": "cortex-m0plus", "cortex-m0plus": "cortex-m0plus", "cortex-m3": "cortex-m4", "cortex-m4": "cortex-m4",
                   "cortex-m7": "cortex-m7", "cortex-m33": "cortex-m4"}
 # Alignment and literal pools that symbol sizes do not show. Against real links of five op
 # sets per core the symbol union was -0.7% to +3.0% of the linked .text (Thumb-1 code on
@@ -127,8 +127,8 @@ class FitReport:
             tips.append(f"SRAM is over by {-self.sram.headroom_bytes:,} bytes")
         largest = max(self.graph.layers, key=lambda l: l.activation_bytes, default=None)
         hint = (
-            "make the network thinner (a width multiplier below 1 cuts weights and activations), "
-            "remove whole filters, or lower the input resolution"
+            "make the network thinner: `tinygen build ... --shrink auto` searches width multipliers "
+            "(and `tinygen shrink --width 0.75` or `--prune 0.3` try one), or lower the input resolution"
         )
         if largest is not None and not self.sram.fits:
             hint += f"; the largest activations are at layer {largest.index} ({largest.op}, {largest.activation_bytes:,} bytes)"

@@ -149,4 +149,5 @@ def test_the_bundled_example_is_shrunk_to_fit_the_microbit(tmp_path):
     report = json.loads(r.stdout)
     assert report["fits"] and report["accuracy"]["int8"] > 0.9
     search = json.loads((tmp_path / "build" / "bbc-microbit-shrunk" / "search.json").read_text())
-    assert not search["candidates"][0]["fits"] and search["chosen"]["width"] < 1.0
+    assert not search["candidates"][0]["fits"]
+    assert search["chosen"]["width"] < 1.0 or search["chosen"]["sparsity"] > 0

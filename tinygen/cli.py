@@ -478,19 +478,21 @@ def _render_search(result, as_json: bool) -> None:
         print(json.dumps(result.to_json(), indent=2))
     else:
         t = Table(title=f"Candidates for {result.board.id} (* Pareto front, > chosen)", title_justify="left")
-        for c in ("", "width", "quant", "params", "MMACs", "float", "int8", "flash", "SRAM", "fits", "train s"):
+        for c in ("", "width", "pruned", "quant", "params", "MMACs", "float", "int8", "flash", "SRAM", "fits", "train s"):
             t.add_column(c, justify="right")
         for i, c in enumerate(result.candidates):
             mark = (">" if c is result.chosen else " ") + ("*" if i in result.pareto else " ")
-            t.add_row(mark, f"{c.width:g}", c.quantization, f"{c.params:,}", f"{c.macs / 1e6:.2f}", f"{c.accuracy_float:.1%}",
+            t.add_row(mark, f"{c.width:g}", f"{c.sparsity:.0%}", c.quantization, f"{c.params:,}", f"{c.macs / 1e6:.2f}", f"{c.accuracy_float:.1%}",
                       f"{c.accuracy_int8:.1%}", _kb(c.flash_bytes), _kb(c.sram_bytes), "yes" if c.fits else "no",
                       f"{c.train_seconds:.1f}")
         out.print(t)
         if result.skipped:
+            named = [f"{r:g}" if not isinstance(r, (tuple, list)) else f"{r[0]:g} with {r[1]:.0%} of filters pruned"
+                     for r in result.skipped]
             out.print(f"Not tried, as they could not be more accurate than a candidate that fits: widths "
-                      f"{', '.join(f'{w:g}' for w in result.skipped)}.", highlight=False)
+                      f"{', '.join(named)}.", highlight=False)
         o, c = result.candidates[0], result.chosen
-        out.print(f"Chosen: width {c.width:g}, {c.quantization}; int8 accuracy {o.accuracy_int8:.2%} -> {c.accuracy_int8:.2%} "
+        out.print(f"Chosen: width {c.width:g}, {c.sparsity:.0%} of filters pruned, {c.quantization}; int8 accuracy {o.accuracy_int8:.2%} -> {c.accuracy_int8:.2%} "
                   f"({(c.accuracy_int8 - o.accuracy_int8) * 100:+.2f} points, by {c.accuracy_kind}). "
                   f"Wrote {', '.join(result.files)} to {result.out_dir}/", highlight=False)
 

@@ -170,11 +170,13 @@ def _cache_key(teacher_hash: str, data_hash: str, width: float, quantization: st
 
 
 def search(board: Board, teacher, teacher_hash: str, train: Dataset, val: Dataset,
-           widths=(1.0, 0.75, 0.5, 0.35, 0.25), max_drop: float | None = None, floor: float | None = None,
+           widths=(1.0, 0.75, 0.5, 0.35, 0.25), sparsities=(0.0, 0.3), max_drop: float | None = None,
+           floor: float | None = None,
            epochs: int = 10, qat_epochs: int = 3, qat_when_drop: float = 0.005, cache_dir: Path | None = None,
            progress: Callable[[str, int | None, int | None], None] = lambda *a: None) -> SearchResult:
-    """Widths largest first; PTQ each, and QAT too when PTQ loses more than `qat_when_drop` of the
-    float accuracy. Once a candidate fits and meets the accuracy floor, thinner widths cannot be more
+    """Candidates from largest to smallest: each width, then that width with a share of its filters
+    structurally pruned; PTQ each, and QAT too when PTQ loses more than `qat_when_drop` of the float
+    accuracy. Once a candidate fits and meets the accuracy floor, smaller ones cannot be more
     accurate (the assumption this search makes), so they are skipped."""
     import hashlib
     import pickle
@@ -187,16 +189,16 @@ def search(board: Board, teacher, teacher_hash: str, train: Dataset, val: Datase
     models: dict[int, tuple[object, bytes]] = {}
     skipped: list[float] = []
     baseline = None
-    widths = sorted(set(widths), reverse=True)
-    for n, w in enumerate(widths):
+    recipes = [(w, sp) for w in sorted(set(widths), reverse=True) for sp in sorted(set(sparsities))]
+    for n, (w, sp) in enumerate(recipes):
         if any(c.fits and (limit is None or c.accuracy_int8 >= limit) for c in cands
                for limit in [None if baseline is None else _floor(baseline, max_drop, floor)]):
-            skipped += widths[n:]
+            skipped += [r[0] if r[1] == 0 else r for r in recipes[n:]]
             break
-        progress("Searching", n, len(widths))
+        progress("Searching", n, len(recipes))
         tried = []
         for quant in ("ptq", "qat"):
-            key = _cache_key(teacher_hash, data_hash, w, quant, epochs)
+            key = _cache_key(teacher_hash, data_hash, w, f"{quant}-s{sp}", epochs)
             cached = cache_dir / f"{key}.pkl" if cache_dir else None
             if cached and cached.exists():
                 cand, tflite, keras_bytes = pickle.loads(cached.read_bytes())
@@ -208,14 +210,16 @@ def search(board: Board, teacher, teacher_hash: str, train: Dataset, val: Datase
                 if quant == "qat" and (not tried or tried[0].accuracy_float - tried[0].accuracy_int8 <= qat_when_drop):
                     break   # PTQ kept the float accuracy: QAT has nothing to recover
                 started = time.monotonic()
-                if w == 1.0 and quant == "ptq":
+                if w == 1.0 and sp == 0 and quant == "ptq":
                     student = teacher
                 else:
-                    student = scale_width(teacher, w)
+                    student = scale_width(teacher, w) if w < 1.0 else teacher
+                    student = prune_filters(student, sp) if sp else scale_width(student, 1.0)
                     distill(teacher, student, train.x, train.y, epochs=epochs)
                 net = qat(teacher, student, train, qat_epochs) if quant == "qat" else student
                 cand, tflite = evaluate(net, board, val, teacher_top1, train, w, time.monotonic() - started, quant,
                                         float_model=student)
+                cand.sparsity = sp
                 keras_bytes = _keras_bytes(student)
                 if cached:
                     cached.parent.mkdir(parents=True, exist_ok=True)

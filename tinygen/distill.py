@@ -35,7 +35,9 @@ def distill(teacher, student, x: np.ndarray, y: np.ndarray | None = None, epochs
     @tf_.function
     def step(xb, tb, yb, has_labels):
         with tf_.GradientTape() as tape:
-            out = student(xb, training=True)
+            # BatchNorm stays in inference mode: a short fine-tune on little data would otherwise
+            # train against batch statistics its lagging moving averages never catch up with
+            out = student(xb, training=False)
             if classifier:
                 # the models end in softmax: log-probabilities are the logits up to a constant
                 t_soft = tf_.nn.softmax(tf_.math.log(tb + eps) / temperature)

@@ -19,8 +19,9 @@ def _is_classifier(model) -> bool:
 
 def distill(teacher, student, x: np.ndarray, y: np.ndarray | None = None, epochs: int = 5, batch: int = 64,
             temperature: float = 4.0, label_weight: float = 0.5, learning_rate: float = 1e-3, seed: int = 0,
-            progress: Callable[[int, int, float], None] | None = None) -> list[float]:
-    """Train `student` in place; returns the loss after each epoch."""
+            training: bool = False, progress: Callable[[int, int, float], None] | None = None) -> list[float]:
+    """Train `student` in place; returns the loss after each epoch. `training` runs the layers in
+    training mode (QAT needs it: fake-quant ranges only move then)."""
     from ._tf import tf
 
     tf_ = tf()
@@ -37,7 +38,7 @@ def distill(teacher, student, x: np.ndarray, y: np.ndarray | None = None, epochs
         with tf_.GradientTape() as tape:
             # BatchNorm stays in inference mode: a short fine-tune on little data would otherwise
             # train against batch statistics its lagging moving averages never catch up with
-            out = student(xb, training=False)
+            out = student(xb, training=training)
             if classifier:
                 # the models end in softmax: log-probabilities are the logits up to a constant
                 t_soft = tf_.nn.softmax(tf_.math.log(tb + eps) / temperature)

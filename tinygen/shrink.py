@@ -81,7 +81,7 @@ def qat(teacher, student, train: Dataset, epochs: int = 3):
     import tensorflow_model_optimization as tfmot
 
     q = tfmot.quantization.keras.quantize_model(student)
-    distill(teacher, q, train.x, train.y, epochs=epochs, learning_rate=3e-4)
+    distill(teacher, q, train.x, train.y, epochs=epochs, learning_rate=3e-4, training=True)
     return q
 
 

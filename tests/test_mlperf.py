@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 import tty
-from pathlib import Path
 
 import pytest
 

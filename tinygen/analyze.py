@@ -130,7 +130,7 @@ def parse(model_bytes: bytes, name: str = "model") -> Graph:
         graph = _build(model, model_bytes)
     except ModelError:
         raise
-    except Exception as e:  # flatbuffers reports truncation as struct/index errors
+    except Exception:  # flatbuffers reports truncation as struct/index errors
         raise ModelError(
             f"{name} is corrupt or truncated: its flatbuffer cannot be read."
         ) from None

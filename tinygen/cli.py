@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -49,6 +50,23 @@ def _main(
     if version:
         out.print(f"tinygen {__version__}")
         raise typer.Exit()
+
+
+@contextlib.contextmanager
+def _steps(quiet: bool):
+    """A progress display on stderr; yields progress(step, done=None, total=None), one bar per step."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=err, transient=True, disable=quiet) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(step, done=None, total=None):
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=total)
+            bar.update(tasks[step], completed=done or 0, total=total)
+
+        yield progress
 
 
 def _kb(n: int) -> str:
@@ -163,8 +181,6 @@ def build(
 
 
 def _nullcontext():
-    import contextlib
-
     return contextlib.nullcontext()
 
 
@@ -213,8 +229,6 @@ def _shrink_first(board_name: str, model: Optional[Path], data: Optional[Path], 
 
 
 def _run_build(board_name, model, data, val, out_dir, as_json, fit_only, plot=None, firmware=None):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
-
     from .boards import load_board
     from .build import build as run
 
@@ -222,15 +236,7 @@ def _run_build(board_name, model, data, val, out_dir, as_json, fit_only, plot=No
         board = load_board(board_name)
         if not fit_only and out_dir is None:
             out_dir = Path("build") / board.id
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      console=err, transient=True, disable=as_json) as bar:
-            tasks: dict[str, int] = {}
-
-            def progress(step, done=None, total=None):
-                if step not in tasks:
-                    tasks[step] = bar.add_task(step, total=total)
-                bar.update(tasks[step], completed=done or 0, total=total)
-
+        with _steps(as_json) as progress:
             fw = firmware or {}
             result = run(board, model, data, None if fit_only else out_dir, val, progress=progress,
                          input_source=fw.get("input_source", "test-vectors"),
@@ -430,17 +436,7 @@ def shrink(
         if sum(x is not None and x is not False for x in (width, prune, auto or None)) != 1:
             raise TinygenError("Give one of --width W, --prune S or --auto, e.g. tinygen shrink --board raspberry-pi-pico --auto.")
         out_dir = out_dir or Path("build") / f"{b.id}-shrunk"
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
-
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      console=err, transient=True, disable=as_json) as bar:
-            tasks: dict[str, int] = {}
-
-            def progress(step, done=None, total=None):
-                if step not in tasks:
-                    tasks[step] = bar.add_task(step, total=total)
-                bar.update(tasks[step], completed=done or 0, total=total)
-
+        with _steps(as_json) as progress:
             if auto:
                 from .shrink import run_search
 

@@ -157,3 +157,11 @@ def test_send_feeds_a_serial_input_device(tmp_path):
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["inferences"] == 3
     assert got == [row.tobytes() for row in x]
+
+
+def test_the_monitor_flash_goes_on_to_needs_only_port_and_board(capsys):
+    """`flash --monitor` calls the monitor with its defaults: none of them may be a Typer option object."""
+    from tinygen import cli
+
+    cli._run_monitor("loop://", "sparkfun-edge", duration=0.3, as_json=True)
+    assert json.loads(capsys.readouterr().out)["board"] == "sparkfun-edge"

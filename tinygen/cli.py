@@ -346,6 +346,14 @@ def monitor(
 
     Example: tinygen monitor --port socket://127.0.0.1:5555 --count 500 --log run.csv --plot latency.png --json
     """
+    _run_monitor(port, board, baud, count, duration, log, plot, send, model, mlperf, input_file, as_json)
+
+
+def _run_monitor(port: str, board: Optional[str], baud: Optional[int] = None, count: Optional[int] = None,
+                 duration: Optional[float] = None, log: Optional[Path] = None, plot: Optional[Path] = None,
+                 send: Optional[Path] = None, model: Optional[Path] = None, mlperf=None,
+                 input_file: Optional[Path] = None, as_json: bool = False) -> None:
+    """What `tinygen monitor` does; also where `flash --monitor` goes on to."""
     from rich.live import Live
 
     from .boards import load_board
@@ -550,8 +558,7 @@ def flash(
     if monitor_after and not dry_run:
         if not port:
             _fail(TinygenError("--monitor needs --port, the board's serial port."))
-        monitor(port=port, board=board, baud=None, count=None, duration=None, log=None, plot=None, mlperf=None,
-                input_file=None, as_json=False)
+        _run_monitor(port, board)
 
 
 def _serial_inputs(path: Path, model: Optional[Path]) -> list[bytes]:

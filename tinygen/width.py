@@ -161,7 +161,7 @@ def _plan(model, counts):
     return widths, keep, tensors, inbound
 
 
-def _selection(t: _Tensor, keep: dict[int, np.ndarray], sizes: list[int]) -> np.ndarray:
+def _selection(t: _Tensor, keep: dict[int, np.ndarray]) -> np.ndarray:
     """Indices (into the original tensor's last axis) that survive."""
     idx, offset = [], 0
     for g, n in t.segments:
@@ -209,15 +209,14 @@ def _rebuild(model, widths, keep, tensors, inbound):
             l["config"][key] = widths[name]
     thin = (k.Sequential.from_config(cfg) if isinstance(model, k.Sequential)
             else k.Model.from_config(cfg))
-    sizes = []
     for layer in model.layers:
         weights = layer.get_weights()
         if not weights:
             continue
         kind = type(layer).__name__
         ins = inbound.get(layer.name, [])
-        in_sel = _selection(tensors[ins[0]], keep, sizes) if ins else None
-        out_sel = _selection(tensors[layer.name], keep, sizes)
+        in_sel = _selection(tensors[ins[0]], keep) if ins else None
+        out_sel = _selection(tensors[layer.name], keep)
         if kind == "Conv2D":
             new = [weights[0][:, :, in_sel, :][..., out_sel]] + [b[out_sel] for b in weights[1:]]
         elif kind == "Dense":

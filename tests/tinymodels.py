@@ -66,3 +66,66 @@ def catalogue() -> dict[str, object]:
     a = L.Conv2D(3, 1)(inp)
     models["concat"] = k.Model(inp, L.Concatenate()([a, inp]))
     return models
+
+
+def int8_per_tensor(model, samples: int = 32, seed: int = 0) -> bytes:
+    """As int8(), with one weight scale per tensor instead of per channel."""
+    tf_ = tf()
+    rng = np.random.default_rng(seed)
+    shape = (samples,) + tuple(int(d) for d in model.inputs[0].shape[1:])
+    data = rng.random(shape, dtype=np.float32)
+    conv = tf_.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf_.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([d[None]] for d in data)
+    conv.target_spec.supported_ops = [tf_.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf_.int8
+    conv.inference_output_type = tf_.int8
+    conv._experimental_disable_per_channel = True
+    with quiet():
+        return conv.convert()
+
+
+def int8_float_io(model, samples: int = 32, seed: int = 0) -> bytes:
+    """Int8 inside, float input and output: QUANTIZE first, DEQUANTIZE last."""
+    tf_ = tf()
+    rng = np.random.default_rng(seed)
+    shape = (samples,) + tuple(int(d) for d in model.inputs[0].shape[1:])
+    data = rng.random(shape, dtype=np.float32)
+    conv = tf_.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf_.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([d[None]] for d in data)
+    conv.target_spec.supported_ops = [tf_.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    with quiet():
+        return conv.convert()
+
+
+def aot_catalogue() -> dict[str, bytes]:
+    """Int8 models for the AOT kernels' edge cases, beyond catalogue(): per-tensor weights,
+    asymmetric SAME padding, grouped and dilated convolutions, broadcasting, MEAN, PAD,
+    CONCATENATION on inner axes, float I/O and int8 -> int8 QUANTIZE."""
+    k = keras()
+    L = k.layers
+    tf_ = tf()
+    out: dict[str, bytes] = {}
+    out["conv_per_tensor"] = int8_per_tensor(_model((9, 9, 3), L.Conv2D(5, 3, strides=2, padding="same", activation="relu")))
+    out["dense_per_tensor"] = int8_per_tensor(_model((17,), L.Dense(6, activation="relu6")))
+    out["conv_even_same_stride2"] = int8(_model((10, 12, 3), L.Conv2D(4, 4, strides=2, padding="same")))
+    out["conv_groups"] = int8(_model((6, 6, 8), L.Conv2D(8, 3, groups=2, padding="same")))
+    out["dwconv_dilated"] = int8(_model((11, 11, 4), L.DepthwiseConv2D(3, dilation_rate=2, padding="same")))
+    out["dwconv_stride2_valid_relu"] = int8(_model((12, 9, 6), L.DepthwiseConv2D(3, strides=2, activation="relu")))
+    out["avgpool_same_stride"] = int8(_model((7, 7, 3), L.AveragePooling2D(3, strides=2, padding="same")))
+    out["mean_keepdims"] = int8(_model((5, 7, 6), L.Lambda(lambda t: tf_.reduce_mean(t, axis=[1, 2], keepdims=True))))
+    out["mean_channels"] = int8(_model((5, 7, 6), L.Lambda(lambda t: tf_.reduce_mean(t, axis=-1))))
+    out["pad_asymmetric"] = int8(_model((5, 5, 2), L.ZeroPadding2D(((1, 2), (0, 3))), L.Conv2D(3, 2)))
+    inp = L.Input((6, 6, 4), batch_size=1)
+    gap = L.GlobalAveragePooling2D(keepdims=True)(inp)
+    out["add_broadcast"] = int8(k.Model(inp, L.Add()([inp, L.Conv2D(4, 1)(gap)])))
+    inp = L.Input((6, 6, 4), batch_size=1)
+    gap = L.GlobalAveragePooling2D(keepdims=True)(inp)
+    out["mul_broadcast_sigmoid"] = int8(k.Model(inp, L.Multiply()([inp, L.Conv2D(4, 1, activation="sigmoid")(gap)])))
+    inp = L.Input((4, 5, 3), batch_size=1)
+    out["concat_axis_w"] = int8(k.Model(inp, L.Concatenate(axis=2)([inp, L.Conv2D(3, 1)(inp)])))
+    out["float_io"] = int8_float_io(_model((8, 8, 3), L.Conv2D(4, 3, activation="relu"), L.Flatten(), L.Dense(5), L.Softmax()))
+    out["softmax_wide"] = int8(_model((40,), L.Dense(300), L.Softmax()))
+    out["logistic_wide"] = int8(_model((16,), L.Dense(64, activation="sigmoid")))
+    return out

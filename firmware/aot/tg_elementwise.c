@@ -1,0 +1,76 @@
+// tg_elementwise.c: ADD, MUL, LOGISTIC, QUANTIZE and DEQUANTIZE, as TFLite's reference
+// kernels compute them. Each output element depends only on the input elements at the
+// same index, so every one of these may write over its input (tinygen's planner relies on it).
+#include <math.h>
+
+#include "tg_fixedpoint.h"
+#include "tg_kernels.h"
+
+static inline int8_t add_one(const tg_binary_params* p, int32_t a, int32_t b) {
+  const int32_t x = tg_mbqm((a + p->in1_offset) * (1 << p->left_shift), p->in1_multiplier, p->in1_shift);
+  const int32_t y = tg_mbqm((b + p->in2_offset) * (1 << p->left_shift), p->in2_multiplier, p->in2_shift);
+  const int32_t sum = tg_mbqm(x + y, p->out_multiplier, p->out_shift) + p->out_offset;
+  return (int8_t)tg_clamp32(sum, p->act_min, p->act_max);
+}
+
+static inline int8_t mul_one(const tg_binary_params* p, int32_t a, int32_t b) {
+  const int32_t product = tg_mbqm((a + p->in1_offset) * (b + p->in2_offset), p->out_multiplier, p->out_shift);
+  return (int8_t)tg_clamp32(product + p->out_offset, p->act_min, p->act_max);
+}
+
+// Walks the output in order; stride 0 along a dim repeats that input along it.
+#define TG_BINARY_LOOP(ONE)                                                                  \
+  do {                                                                                       \
+    const int32_t* d = p->out_dims;                                                          \
+    if (!p->broadcast) {                                                                     \
+      const int32_t n = d[0] * d[1] * d[2] * d[3];                                           \
+      for (int32_t i = 0; i < n; i++) out[i] = ONE(p, in1[i], in2[i]);                       \
+      break;                                                                                 \
+    }                                                                                        \
+    const int32_t *s1 = p->in1_strides, *s2 = p->in2_strides;                                \
+    for (int32_t i0 = 0; i0 < d[0]; i0++)                                                    \
+      for (int32_t i1 = 0; i1 < d[1]; i1++)                                                  \
+        for (int32_t i2 = 0; i2 < d[2]; i2++)                                                \
+          for (int32_t i3 = 0; i3 < d[3]; i3++)                                              \
+            *out++ = ONE(p, in1[i0 * s1[0] + i1 * s1[1] + i2 * s1[2] + i3 * s1[3]],          \
+                         in2[i0 * s2[0] + i1 * s2[1] + i2 * s2[2] + i3 * s2[3]]);            \
+  } while (0)
+
+void tg_add(const tg_binary_params* p, const int8_t* in1, const int8_t* in2, int8_t* out) { TG_BINARY_LOOP(add_one); }
+
+void tg_mul(const tg_binary_params* p, const int8_t* in1, const int8_t* in2, int8_t* out) { TG_BINARY_LOOP(mul_one); }
+
+void tg_logistic(const tg_logistic_params* p, const int8_t* in, int8_t* out) {
+  for (int32_t i = 0; i < p->size; i++) {
+    const int32_t x = in[i] - p->in_zero_point;
+    if (x <= -p->input_range_radius) {
+      out[i] = -128;
+    } else if (x >= p->input_range_radius) {
+      out[i] = 127;
+    } else {
+      const int32_t x_q4 = tg_mbqm(x, p->input_multiplier, p->input_left_shift);
+      const int32_t y_q23 = tg_rdbpot(tg_fp_logistic(x_q4, 4), 31 - 8);
+      out[i] = (int8_t)tg_clamp32(y_q23 - 128, -128, 127);
+    }
+  }
+}
+
+void tg_quantize_f32(const tg_quantize_params* p, const float* in, int8_t* out) {
+  for (int32_t i = 0; i < p->size; i++) {
+    float r = roundf(in[i] / p->scale);
+    r = r > 1e9f ? 1e9f : (r < -1e9f ? -1e9f : r);  // anything this far out clamps anyway
+    out[i] = (int8_t)tg_clamp32((int32_t)r + p->out_zero_point, -128, 127);
+  }
+}
+
+void tg_requantize(const tg_quantize_params* p, const int8_t* in, int8_t* out) {
+  for (int32_t i = 0; i < p->size; i++) {
+    const int32_t v = tg_mbqm(in[i] - p->in_zero_point, p->multiplier, p->shift) + p->out_zero_point;
+    out[i] = (int8_t)tg_clamp32(v, -128, 127);
+  }
+}
+
+// Backwards: the float output is 4 times the size of its input, and may start where the input does.
+void tg_dequantize(const tg_quantize_params* p, const int8_t* in, float* out) {
+  for (int32_t i = p->size - 1; i >= 0; i--) out[i] = (float)(p->dequant_scale * (double)(in[i] - p->in_zero_point));
+}

@@ -1,0 +1,718 @@
+"""Ahead-of-time compilation of an int8 .tflite graph to plain C99.
+
+`lower()` turns each operator into a call of one of tinygen's hand-written kernels
+(firmware/aot/) with a constant parameter block, working out on the host what TFLite's
+kernels work out at run time: quantized multipliers and shifts, padding, activation
+ranges, each with TFLite's own formulas and rounding. `plan()` places every activation
+in one static arena, reusing bytes and running element-wise ops in place. `render()`
+writes the C. No flatbuffer, interpreter or allocator is left on the device.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .analyze import Graph
+from .errors import TinygenError
+
+KERNEL_DIR = "aot"   # under firmware/
+
+# op -> (kernel function, the source file in firmware/aot/ that holds it)
+KERNELS = {
+    "CONV_2D": ("tg_conv2d", "tg_conv.c"),
+    "DEPTHWISE_CONV_2D": ("tg_depthwise_conv2d", "tg_conv.c"),
+    "FULLY_CONNECTED": ("tg_fully_connected", "tg_fully_connected.c"),
+    "AVERAGE_POOL_2D": ("tg_average_pool2d", "tg_pool.c"),
+    "MAX_POOL_2D": ("tg_max_pool2d", "tg_pool.c"),
+    "MEAN": ("tg_mean", "tg_pool.c"),
+    "ADD": ("tg_add", "tg_elementwise.c"),
+    "MUL": ("tg_mul", "tg_elementwise.c"),
+    "LOGISTIC": ("tg_logistic", "tg_elementwise.c"),
+    "QUANTIZE": ("tg_quantize_f32", "tg_elementwise.c"),        # or tg_requantize, int8 -> int8
+    "DEQUANTIZE": ("tg_dequantize", "tg_elementwise.c"),
+    "SOFTMAX": ("tg_softmax", "tg_softmax.c"),
+    "PAD": ("tg_pad", "tg_shape.c"),
+    "PADV2": ("tg_pad", "tg_shape.c"),
+    "CONCATENATION": ("tg_concatenation", "tg_shape.c"),
+    "RESHAPE": (None, None),   # no code: the output is the input's bytes
+    "SQUEEZE": (None, None),
+    "EXPAND_DIMS": (None, None),
+}
+ALIAS_OPS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}
+ALIGN = 4   # int8 buffers need none; float ones (QUANTIZE in, DEQUANTIZE out) need 4
+
+
+class AotError(TinygenError):
+    """The model cannot be compiled ahead of time."""
+
+
+# --- TFLite's host-side arithmetic, reproduced exactly ---------------------------------
+
+def _round_away(x: float) -> int:
+    """std::round: halves away from zero (Python's round() goes to even)."""
+    return int(math.floor(abs(x) + 0.5)) * (1 if x >= 0 else -1)
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLite's QuantizeMultiplier (double rounding build): real = q / 2^31 * 2^shift."""
+    if real == 0.0:
+        return 0, 0
+    m, shift = math.frexp(real)
+    q = _round_away(m * (1 << 31))
+    if q == 1 << 31:
+        q //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    if q > 2**31 - 1:
+        raise AotError(f"A quantization multiplier ({real:g}) does not fit in 32 bits.")
+    return q, shift
+
+
+def _f32(x) -> float:
+    return float(np.float32(x))
+
+
+def _quantize_value(real: float, scale: float, zero_point: int) -> int:
+    """TFLite's Quantize() for activation bounds: round(f / scale) in float32, plus the zero point."""
+    return zero_point + _round_away(float(np.float32(real) / np.float32(scale)))
+
+
+def activation_range(code: int, scale: float, zero_point: int) -> tuple[int, int]:
+    lo, hi = -128, 127
+    if code == 0:
+        return lo, hi
+    if code == 1:       # RELU
+        return max(lo, _quantize_value(0.0, scale, zero_point)), hi
+    if code == 3:       # RELU6
+        return (max(lo, _quantize_value(0.0, scale, zero_point)), min(hi, _quantize_value(6.0, scale, zero_point)))
+    if code == 2:       # RELU_N1_TO_1
+        return (max(lo, _quantize_value(-1.0, scale, zero_point)), min(hi, _quantize_value(1.0, scale, zero_point)))
+    raise AotError(f"The fused activation {_ACT_NAMES.get(code, code)} has no int8 kernel in tinygen's AOT runtime; "
+                   "use --runtime tflm.")
+
+
+_ACT_NAMES = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
+
+
+def _input_radius(integer_bits: int, left_shift: int) -> int:
+    return int(math.floor(1.0 * ((1 << integer_bits) - 1) * (1 << (31 - integer_bits)) / (1 << left_shift)))
+
+
+def _same_pad(in_size: int, k: int, stride: int, dilation: int, out_size: int, same: bool) -> int:
+    """TFLite's ComputePaddingHeightWidth: the padding before (top or left)."""
+    if not same:
+        return 0
+    effective = (k - 1) * dilation + 1
+    total = max(0, (out_size - 1) * stride + effective - in_size)
+    return total // 2
+
+
+# --- the lowered program --------------------------------------------------------------
+
+@dataclass
+class Buffer:
+    """One activation tensor as the generated code sees it."""
+    tensor: int
+    nbytes: int
+    ctype: str          # int8_t or float
+    first: int          # index of the step that writes it (-1: a model input)
+    last: int           # index of the last step that reads it (len(steps): a model output)
+
+
+@dataclass
+class Step:
+    op_index: int
+    op: str
+    kernel: str | None           # None: an alias (RESHAPE): no code
+    source: str | None
+    params_type: str
+    params: dict                 # C initializer fields, in order
+    arrays: list[tuple[str, str, np.ndarray]]   # (name, C type, values): const data in flash
+    inputs: list[int]            # activation tensors read
+    output: int
+    in_place_ok: bool = False    # output may share its first input's bytes
+    comment: str = ""
+
+
+@dataclass
+class Program:
+    graph: Graph
+    steps: list[Step]
+    buffers: dict[int, Buffer]
+    inputs: list[int]
+    outputs: list[int]
+    aliases: dict[int, int] = field(default_factory=dict)   # tensor -> tensor whose bytes it is
+
+    @property
+    def sources(self) -> list[str]:
+        return sorted({s.source for s in self.steps if s.source})
+
+    @property
+    def kernels(self) -> list[str]:
+        return sorted({s.kernel for s in self.steps if s.kernel})
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(a[2].nbytes for s in self.steps for a in s.arrays)
+
+
+def _buffers_data(model_bytes: bytes) -> list[bytes]:
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+    out = []
+    for b in model.buffers or []:
+        if b.offset > 1:
+            out.append(model_bytes[b.offset:b.offset + b.size])
+        elif b.data is not None:
+            out.append(np.asarray(b.data, dtype=np.uint8).tobytes())
+        else:
+            out.append(b"")
+    return out
+
+
+_NP = {"INT8": np.int8, "INT32": np.int32, "FLOAT32": np.float32, "INT64": np.int64}
+
+
+class _Lowering:
+    def __init__(self, graph: Graph, model_bytes: bytes):
+        self.g = graph
+        self.data = _buffers_data(model_bytes)
+        self.steps: list[Step] = []
+        self.aliases: dict[int, int] = {}
+
+    def const(self, t: int) -> np.ndarray:
+        tt = self.g.tensors[t]
+        if tt.dtype not in _NP:
+            raise AotError(f"A constant {tt.dtype} tensor ('{tt.name}') has no place in tinygen's AOT runtime; "
+                           "use --runtime tflm.")
+        return np.frombuffer(self.data[tt.buffer], dtype=_NP[tt.dtype]).reshape(tt.shape)
+
+    def q(self, t: int) -> tuple[float, int]:
+        tt = self.g.tensors[t]
+        if tt.scale is None or not len(tt.scale):
+            raise AotError(f"Tensor '{tt.name}' has no quantization parameters: tinygen's AOT runtime runs "
+                           "full-integer int8 models.")
+        return _f32(tt.scale[0]), int(tt.zero_point[0]) if tt.zero_point is not None and len(tt.zero_point) else 0
+
+    def expect(self, t: int, dtype: str, op: str) -> None:
+        tt = self.g.tensors[t]
+        if tt.dtype != dtype:
+            raise AotError(f"{op} on {tt.dtype} tensors has no kernel in tinygen's AOT runtime (it runs int8 "
+                           "graphs); use --runtime tflm.")
+
+    def dims4(self, t: int) -> list[int]:
+        shape = list(self.g.tensors[t].shape)
+        if len(shape) > 4:
+            raise AotError(f"Tensor '{self.g.tensors[t].name}' has {len(shape)} dimensions; tinygen's AOT kernels take at most 4.")
+        return [1] * (4 - len(shape)) + shape
+
+    def lower(self) -> None:
+        for o in self.g.operators:
+            if o.op not in KERNELS:
+                raise AotError(f"{o.op} is not one of the ops tinygen's AOT runtime has kernels for "
+                               f"({', '.join(sorted(KERNELS))}); build with --runtime tflm instead.")
+            getattr(self, "_" + o.op.lower())(o)
+
+    def _step(self, o, params_type: str, params: dict, arrays, inputs, output, in_place=False, comment="",
+              kernel: str | None = None) -> None:
+        name, source = KERNELS[o.op]
+        self.steps.append(Step(o.index, o.op, kernel or name, source, params_type, params, arrays, inputs, output,
+                               in_place, comment))
+
+    # -- convolutions
+    def _conv(self, o, depthwise: bool) -> None:
+        g = self.g
+        x, w = o.inputs[0], o.inputs[1]
+        b = o.inputs[2] if len(o.inputs) > 2 else -1
+        y = o.outputs[0]
+        for t in (x, y):
+            self.expect(t, "INT8", o.op)
+        if g.tensors[w].dtype != "INT8":
+            raise AotError(f"{o.op} with {g.tensors[w].dtype} weights has no kernel in tinygen's AOT runtime; "
+                           "use --runtime tflm.")
+        n, ih, iw, ic = g.tensors[x].shape
+        _, oh, ow, oc = g.tensors[y].shape
+        if n != 1:
+            raise AotError(f"{o.op} with a batch of {n}: tinygen's AOT runtime runs a batch of 1.")
+        filt = self.const(w)
+        _, kh, kw, fc = filt.shape
+        opts = o.options
+        same = opts.padding == 0
+        sx, sy = opts.strideW, opts.strideH
+        dx, dy = max(1, opts.dilationWFactor), max(1, opts.dilationHFactor)
+        s_in, zp_in = self.q(x)
+        s_out, zp_out = self.q(y)
+        wt = g.tensors[w]
+        scales = [float(s) for s in wt.scale] if wt.scale is not None else []
+        if len(scales) not in (1, oc):
+            raise AotError(f"{o.op} '{g.tensors[y].name}' has {len(scales)} filter scales for {oc} channels.")
+        mults, shifts = [], []
+        for c in range(oc):
+            fs = scales[c] if len(scales) > 1 else scales[0]
+            m, s = quantize_multiplier(float(np.float64(s_in) * np.float64(_f32(fs)) / np.float64(s_out)))
+            mults.append(m)
+            shifts.append(s)
+        lo, hi = activation_range(opts.fusedActivationFunction, s_out, zp_out)
+        k = f"op{o.index}"
+        arrays = [(f"{k}_filter", "int8_t", filt.reshape(-1))]
+        if b >= 0:
+            arrays.append((f"{k}_bias", "int32_t", self.const(b).astype(np.int32).reshape(-1)))
+        arrays += [(f"{k}_multiplier", "int32_t", np.array(mults, np.int64)),
+                   (f"{k}_shift", "int32_t", np.array(shifts, np.int64))]
+        params = dict(in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw,
+                      stride_h=sy, stride_w=sx, dilation_h=dy, dilation_w=dx,
+                      pad_h=_same_pad(ih, kh, sy, dy, oh, same), pad_w=_same_pad(iw, kw, sx, dx, ow, same),
+                      depth_multiplier=opts.depthMultiplier if depthwise else 1,
+                      filter_c=1 if depthwise else fc,
+                      in_offset=-zp_in, out_offset=zp_out, act_min=lo, act_max=hi,
+                      filter=f"{k}_filter", bias=f"{k}_bias" if b >= 0 else "NULL",
+                      multiplier=f"{k}_multiplier", shift=f"{k}_shift")
+        if depthwise and oc != ic * params["depth_multiplier"]:
+            params["depth_multiplier"] = oc // ic     # older converters leave the option at 1
+        comment = (f"{ih}x{iw}x{ic} -> {oh}x{ow}x{oc}, {kh}x{kw} filter, stride {sy}x{sx}, "
+                   f"{'SAME' if same else 'VALID'}, {_ACT_NAMES.get(opts.fusedActivationFunction)}")
+        self._step(o, "tg_conv_params", params, arrays, [x], y, comment=comment)
+
+    def _conv_2d(self, o) -> None:
+        self._conv(o, False)
+
+    def _depthwise_conv_2d(self, o) -> None:
+        self._conv(o, True)
+
+    def _fully_connected(self, o) -> None:
+        g = self.g
+        x, w = o.inputs[0], o.inputs[1]
+        b = o.inputs[2] if len(o.inputs) > 2 else -1
+        y = o.outputs[0]
+        for t in (x, y):
+            self.expect(t, "INT8", o.op)
+        if g.tensors[w].dtype != "INT8" or not g.tensors[w].is_const:
+            raise AotError("FULLY_CONNECTED needs constant int8 weights in tinygen's AOT runtime; use --runtime tflm.")
+        filt = self.const(w)
+        out_depth, in_depth = filt.shape[0], filt.shape[-1]
+        batches = g.tensors[x].elements // in_depth
+        s_in, zp_in = self.q(x)
+        s_out, zp_out = self.q(y)
+        wt = g.tensors[w]
+        scales = [float(s) for s in wt.scale]
+        per_channel = len(scales) > 1
+        mults, shifts = [], []
+        for fs in scales:
+            m, s = quantize_multiplier(float(np.float64(s_in) * np.float64(_f32(fs)) / np.float64(s_out)))
+            mults.append(m)
+            shifts.append(s)
+        filter_zp = int(wt.zero_point[0]) if wt.zero_point is not None and len(wt.zero_point) and not per_channel else 0
+        lo, hi = activation_range(o.options.fusedActivationFunction if o.options else 0, s_out, zp_out)
+        k = f"op{o.index}"
+        arrays = [(f"{k}_filter", "int8_t", filt.reshape(-1))]
+        if b >= 0:
+            arrays.append((f"{k}_bias", "int32_t", self.const(b).astype(np.int32).reshape(-1)))
+        arrays += [(f"{k}_multiplier", "int32_t", np.array(mults, np.int64)),
+                   (f"{k}_shift", "int32_t", np.array(shifts, np.int64))]
+        params = dict(batches=batches, in_depth=in_depth, out_depth=out_depth, in_offset=-zp_in,
+                      filter_offset=-filter_zp, out_offset=zp_out, act_min=lo, act_max=hi,
+                      per_channel=int(per_channel), filter=f"{k}_filter", bias=f"{k}_bias" if b >= 0 else "NULL",
+                      multiplier=f"{k}_multiplier", shift=f"{k}_shift")
+        self._step(o, "tg_fully_connected_params", params, arrays, [x], y,
+                   comment=f"{in_depth} -> {out_depth}, {_ACT_NAMES.get(o.options.fusedActivationFunction if o.options else 0)}")
+
+    # -- pools
+    def _pool(self, o) -> None:
+        x, y = o.inputs[0], o.outputs[0]
+        for t in (x, y):
+            self.expect(t, "INT8", o.op)
+        n, ih, iw, c = self.g.tensors[x].shape
+        _, oh, ow, _ = self.g.tensors[y].shape
+        if n != 1:
+            raise AotError(f"{o.op} with a batch of {n}: tinygen's AOT runtime runs a batch of 1.")
+        opts = o.options
+        same = opts.padding == 0
+        s_out, zp_out = self.q(y)
+        lo, hi = activation_range(opts.fusedActivationFunction, s_out, zp_out)
+        params = dict(in_h=ih, in_w=iw, channels=c, out_h=oh, out_w=ow, k_h=opts.filterHeight, k_w=opts.filterWidth,
+                      stride_h=opts.strideH, stride_w=opts.strideW,
+                      pad_h=_same_pad(ih, opts.filterHeight, opts.strideH, 1, oh, same),
+                      pad_w=_same_pad(iw, opts.filterWidth, opts.strideW, 1, ow, same), act_min=lo, act_max=hi)
+        comment = f"{ih}x{iw}x{c} -> {oh}x{ow}x{c}, {opts.filterHeight}x{opts.filterWidth} window"
+        self._step(o, "tg_pool_params", params, [], [x], y, comment=comment)
+
+    _average_pool_2d = _pool
+    _max_pool_2d = _pool
+
+    def _mean(self, o) -> None:
+        x, axis_t, y = o.inputs[0], o.inputs[1], o.outputs[0]
+        for t in (x, y):
+            self.expect(t, "INT8", o.op)
+        dims = self.dims4(x)
+        rank = len(self.g.tensors[x].shape)
+        axes = {int(a) % rank + (4 - rank) for a in np.asarray(self.const(axis_t)).reshape(-1)}
+        count = math.prod(dims[a] for a in axes)
+        s_in, zp_in = self.q(x)
+        s_out, zp_out = self.q(y)
+        m, shift = quantize_multiplier(float(np.float64(s_in) / np.float64(s_out)))
+        # TFLite's reference folds 1/count into the multiplier before its loop, in integers.
+        sh = min(count.bit_length() - 1, 32)      # 63 - clz64(count)
+        sh = min(sh, 31 + shift)
+        m = (m << sh) // count
+        shift -= sh
+        params = dict(dims="{" + ", ".join(str(d) for d in dims) + "}",
+                      reduce="{" + ", ".join("1" if d in axes else "0" for d in range(4)) + "}",
+                      count=count, in_zero_point=zp_in, out_zero_point=zp_out, multiplier=m, shift=shift)
+        self._step(o, "tg_mean_params", params, [], [x], y, comment=f"over axes {sorted(a - (4 - rank) for a in axes)}")
+
+    # -- element-wise
+    def _binary(self, o, is_add: bool) -> None:
+        a, b, y = o.inputs[0], o.inputs[1], o.outputs[0]
+        for t in (a, b, y):
+            self.expect(t, "INT8", o.op)
+        sa, za = self.q(a)
+        sb, zb = self.q(b)
+        so, zo = self.q(y)
+        lo, hi = activation_range(o.options.fusedActivationFunction if o.options else 0, so, zo)
+        out_dims = self.dims4(y)
+        def strides(t):
+            d = self.dims4(t)
+            st, acc = [0] * 4, 1
+            for k in range(3, -1, -1):
+                st[k] = 0 if d[k] == 1 and out_dims[k] != 1 else acc
+                if d[k] not in (1, out_dims[k]):
+                    raise AotError(f"{o.op} cannot broadcast {list(self.g.tensors[t].shape)} to {out_dims}.")
+                acc *= d[k]
+            return st
+        broadcast = int(self.dims4(a) != out_dims or self.dims4(b) != out_dims)
+        p = dict(out_dims=_c_list(out_dims), in1_strides=_c_list(strides(a)), in2_strides=_c_list(strides(b)),
+                 broadcast=broadcast, in1_offset=-za, in2_offset=-zb, out_offset=zo, act_min=lo, act_max=hi)
+        if is_add:
+            twice_max = 2 * np.float64(max(np.float32(sa), np.float32(sb)))
+            m1, s1 = quantize_multiplier(float(np.float64(sa) / twice_max))
+            m2, s2 = quantize_multiplier(float(np.float64(sb) / twice_max))
+            mo, so_ = quantize_multiplier(float(twice_max / ((1 << 20) * np.float64(so))))
+            p.update(left_shift=20, in1_multiplier=m1, in1_shift=s1, in2_multiplier=m2, in2_shift=s2,
+                     out_multiplier=mo, out_shift=so_)
+        else:
+            mo, so_ = quantize_multiplier(float(np.float64(sa) * np.float64(sb) / np.float64(so)))
+            p.update(left_shift=0, in1_multiplier=0, in1_shift=0, in2_multiplier=0, in2_shift=0,
+                     out_multiplier=mo, out_shift=so_)
+        inputs = [a, b]
+        for t in inputs:
+            if self.g.tensors[t].is_const:
+                raise AotError(f"{o.op} with a constant operand is not supported by tinygen's AOT runtime yet; "
+                               "use --runtime tflm.")
+        self._step(o, "tg_binary_params", p, [], inputs, y, in_place=not broadcast,
+                   comment=f"{'x'.join(str(d) for d in self.g.tensors[y].shape)}")
+
+    def _add(self, o) -> None:
+        self._binary(o, True)
+
+    def _mul(self, o) -> None:
+        self._binary(o, False)
+
+    def _softmax(self, o) -> None:
+        x, y = o.inputs[0], o.outputs[0]
+        for t in (x, y):
+            self.expect(t, "INT8", o.op)
+        s_in, _ = self.q(x)
+        s_out, zp_out = self.q(y)
+        if zp_out != -128 or abs(s_out - 1 / 256) > 1e-9:
+            raise AotError("SOFTMAX's int8 output must have zero point -128 and scale 1/256, as TFLite requires.")
+        beta = float(np.float64(_f32(o.options.beta))) if o.options else 1.0
+        real = min(beta * float(np.float64(s_in)) * (1 << (31 - 5)), float((1 << 31) - 1))
+        m, shift = quantize_multiplier(real)
+        depth = self.g.tensors[x].shape[-1]
+        params = dict(rows=self.g.tensors[x].elements // depth, depth=depth, input_multiplier=m,
+                      input_left_shift=shift, diff_min=-_input_radius(5, shift))
+        self._step(o, "tg_softmax_params", params, [], [x], y, in_place=True, comment=f"over {depth}")
+
+    def _logistic(self, o) -> None:
+        x, y = o.inputs[0], o.outputs[0]
+        for t in (x, y):
+            self.expect(t, "INT8", o.op)
+        s_in, zp_in = self.q(x)
+        _, zp_out = self.q(y)
+        if zp_out != -128:
+            raise AotError("LOGISTIC's int8 output must have zero point -128, as TFLite requires.")
+        mant, shift = math.frexp(float(np.float64(s_in)) * (1 << (31 - 4)))
+        m = _round_away(mant * (1 << 31))
+        params = dict(size=self.g.tensors[x].elements, in_zero_point=zp_in,
+                      input_range_radius=_input_radius(4, shift), input_multiplier=m, input_left_shift=shift)
+        self._step(o, "tg_logistic_params", params, [], [x], y, in_place=True)
+
+    def _quantize(self, o) -> None:
+        x, y = o.inputs[0], o.outputs[0]
+        self.expect(y, "INT8", o.op)
+        dt = self.g.tensors[x].dtype
+        s_out, zp_out = self.q(y)
+        n = self.g.tensors[y].elements
+        if dt == "FLOAT32":
+            p = dict(size=n, scale=_c_float(s_out), dequant_scale="0.0", in_zero_point=0, out_zero_point=zp_out,
+                     multiplier=0, shift=0)
+            self._step(o, "tg_quantize_params", p, [], [x], y, comment="float -> int8")
+        elif dt == "INT8":
+            s_in, zp_in = self.q(x)
+            m, s = quantize_multiplier(float(np.float64(s_in) / np.float64(s_out)))
+            p = dict(size=n, scale="0.0f", dequant_scale="0.0", in_zero_point=zp_in, out_zero_point=zp_out,
+                     multiplier=m, shift=s)
+            self._step(o, "tg_quantize_params", p, [], [x], y, in_place=True, comment="int8 -> int8",
+                       kernel="tg_requantize")
+        else:
+            self.expect(x, "FLOAT32", o.op)
+
+    def _dequantize(self, o) -> None:
+        x, y = o.inputs[0], o.outputs[0]
+        self.expect(x, "INT8", o.op)
+        self.expect(y, "FLOAT32", o.op)
+        s_in, zp_in = self.q(x)
+        p = dict(size=self.g.tensors[x].elements, scale="0.0f", dequant_scale=repr(float(np.float64(s_in))),
+                 in_zero_point=zp_in, out_zero_point=0, multiplier=0, shift=0)
+        self._step(o, "tg_quantize_params", p, [], [x], y, comment="int8 -> float")
+
+    def _pad(self, o) -> None:
+        x, pads, y = o.inputs[0], o.inputs[1], o.outputs[0]
+        tt = self.g.tensors[x]
+        if tt.dtype not in ("INT8", "FLOAT32"):
+            self.expect(x, "INT8", o.op)
+        rank = len(tt.shape)
+        pv = np.asarray(self.const(pads)).reshape(rank, 2)
+        before = [0] * (4 - rank) + [int(v) for v in pv[:, 0]]
+        after = [0] * (4 - rank) + [int(v) for v in pv[:, 1]]
+        if tt.dtype == "INT8":
+            _, zp_out = self.q(y)
+            value = zp_out
+            if o.op == "PADV2" and len(o.inputs) > 2 and o.inputs[2] >= 0:
+                value = int(np.asarray(self.const(o.inputs[2])).reshape(-1)[0])
+        else:
+            value = 0
+            if o.op == "PADV2" and len(o.inputs) > 2 and o.inputs[2] >= 0 and float(np.asarray(self.const(o.inputs[2])).reshape(-1)[0]) != 0.0:
+                raise AotError("PADV2 of a float tensor with a value other than 0 is not supported by tinygen's AOT runtime.")
+        p = dict(in_dims=_c_list(self.dims4(x)), before=_c_list(before), after=_c_list(after),
+                 element_bytes=1 if tt.dtype == "INT8" else 4, pad_value=value)
+        self._step(o, "tg_pad_params", p, [], [x], y)
+
+    _padv2 = _pad
+
+    def _concatenation(self, o) -> None:
+        y = o.outputs[0]
+        ins = [t for t in o.inputs if t >= 0]
+        self.expect(y, "INT8", o.op)
+        s_out, zp_out = self.q(y)
+        for t in ins:
+            self.expect(t, "INT8", o.op)
+            s, z = self.q(t)
+            if s != s_out or z != zp_out:
+                raise AotError("CONCATENATION of int8 tensors with different scales or zero points: TFLite "
+                               "requires them equal, and so does tinygen's AOT runtime.")
+            if self.g.tensors[t].is_const:
+                raise AotError("CONCATENATION with a constant input is not supported by tinygen's AOT runtime yet.")
+        if o.options and o.options.fusedActivationFunction:
+            raise AotError("CONCATENATION with a fused activation is not supported by tinygen's AOT runtime.")
+        shape = self.g.tensors[y].shape
+        axis = o.options.axis % len(shape) if o.options else 0
+        outer = math.prod(shape[:axis])
+        k = f"op{o.index}"
+        chunks = np.array([math.prod(self.g.tensors[t].shape[axis:]) for t in ins], np.int64)
+        p = dict(outer=outer, count=len(ins), chunk_bytes=f"{k}_chunk_bytes")
+        self._step(o, "tg_concat_params", p, [(f"{k}_chunk_bytes", "int32_t", chunks)], ins, y,
+                   comment=f"{len(ins)} inputs along axis {axis}")
+
+    def _alias(self, o) -> None:
+        x, y = o.inputs[0], o.outputs[0]
+        self.aliases[y] = self.aliases.get(x, x)
+
+    _reshape = _alias
+    _squeeze = _alias
+    _expand_dims = _alias
+
+
+def _c_list(values) -> str:
+    return "{" + ", ".join(str(int(v)) for v in values) + "}"
+
+
+def _c_float(v: float) -> str:
+    return f"{float(np.float32(v)):.9e}f"
+
+
+def lower(graph: Graph, model_bytes: bytes) -> Program:
+    """The graph as kernel calls. An AotError names the first thing the AOT runtime cannot run."""
+    if graph.subgraph_count != 1:
+        raise AotError(f"The model has {graph.subgraph_count} subgraphs; tinygen's AOT runtime compiles one.")
+    low = _Lowering(graph, model_bytes)
+    low.lower()
+    steps = low.steps
+    root = lambda t: low.aliases.get(t, t)  # noqa: E731
+    buffers: dict[int, Buffer] = {}
+    end = len(steps)
+
+    def buffer(t: int, first: int) -> Buffer:
+        tt = graph.tensors[t]
+        if t not in buffers:
+            buffers[t] = Buffer(t, tt.nbytes, "float" if tt.dtype == "FLOAT32" else "int8_t", first, first)
+        return buffers[t]
+
+    for t in graph.inputs:
+        buffer(root(t), -1)
+    for i, s in enumerate(steps):
+        s.inputs = [root(t) for t in s.inputs]
+        s.output = root(s.output)
+        for t in s.inputs:
+            if t not in buffers:
+                raise AotError(f"Tensor '{graph.tensors[t].name}' is read before anything writes it.")
+            buffers[t].last = max(buffers[t].last, i)
+        buffer(s.output, i)
+    for t in graph.outputs:
+        r = root(t)
+        if r not in buffers:
+            raise AotError("A model output is a constant; tinygen's AOT runtime does not handle that.")
+        buffers[r].last = end
+    return Program(graph, steps, buffers, [root(t) for t in graph.inputs], [root(t) for t in graph.outputs],
+                   low.aliases)
+
+
+# --- the arena plan -------------------------------------------------------------------
+
+@dataclass
+class ArenaPlan:
+    offsets: dict[int, int]      # tensor -> byte offset in the arena
+    size: int                    # bytes
+    in_place: list[int]          # step indices whose output shares its input's bytes
+    heuristic: str
+    group: dict[int, int]        # tensor -> the tensor whose bytes it shares (itself if none)
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def plan(program: Program) -> ArenaPlan:
+    """Offsets for every activation: the smallest of a few first-fit orders, after merging
+    each in-place output with its input. Two buffers share bytes only if their lifetimes
+    (first write .. last read, in step order) do not overlap."""
+    bufs = program.buffers
+    # In-place: an element-wise step whose first input dies at this step and is as large
+    # as the output takes the input's bytes.
+    group = {t: t for t in bufs}
+    in_place = []
+    for i, s in enumerate(program.steps):
+        if not s.in_place_ok or not s.inputs:
+            continue
+        src = group[s.inputs[0]]
+        if (bufs[s.inputs[0]].last == i and bufs[s.inputs[0]].nbytes == bufs[s.output].nbytes
+                and s.inputs[0] not in program.outputs and s.output not in program.inputs
+                and all(group[t] != src for t in s.inputs[1:])):
+            group[s.output] = src
+            in_place.append(i)
+    merged: dict[int, list[int]] = {}
+    for t, g in group.items():
+        merged.setdefault(g, []).append(t)
+    items = []   # (group root, size, first, last)
+    for g, members in merged.items():
+        items.append((g, _align(max(bufs[t].nbytes for t in members)),
+                      min(bufs[t].first for t in members), max(bufs[t].last for t in members)))
+
+    def first_fit(order) -> tuple[int, dict[int, int]]:
+        placed: list[tuple[int, int, int, int]] = []   # offset, size, first, last
+        where = {}
+        for g, size, first, last in order:
+            clashes = sorted((o, o + sz) for o, sz, f, l in placed if not (last < f or l < first))
+            at = 0
+            for lo, hi in clashes:
+                if at + size <= lo:
+                    break
+                at = max(at, hi)
+            placed.append((at, size, first, last))
+            where[g] = at
+        return max((o + sz for o, sz, _, _ in placed), default=0), where
+
+    orders = {
+        "largest first": sorted(items, key=lambda it: (-it[1], it[2])),
+        "longest-lived first": sorted(items, key=lambda it: (-(it[3] - it[2]), -it[1])),
+        "largest area first": sorted(items, key=lambda it: (-it[1] * (it[3] - it[2] + 1), it[2])),
+        "in order of creation": sorted(items, key=lambda it: (it[2], -it[1])),
+    }
+    best = None
+    for name, order in orders.items():
+        size, where = first_fit(order)
+        if best is None or size < best[0]:
+            best = (size, where, name)
+    size, where, name = best
+    offsets = {t: where[group[t]] for t in bufs}
+    return ArenaPlan(offsets, size, in_place, name, group)
+
+
+def check_plan(program: Program, arena: ArenaPlan) -> None:
+    """No two live buffers overlap, except an in-place chain on its one set of bytes."""
+    bufs = list(program.buffers.values())
+    for i, a in enumerate(bufs):
+        for b in bufs[i + 1:]:
+            if a.last < b.first or b.last < a.first or arena.group[a.tensor] == arena.group[b.tensor]:
+                continue
+            oa, ob = arena.offsets[a.tensor], arena.offsets[b.tensor]
+            if oa < ob + b.nbytes and ob < oa + a.nbytes:
+                raise AotError(f"internal: the arena plan overlaps tensors {a.tensor} and {b.tensor}")
+
+
+# --- the C ------------------------------------------------------------------------------
+
+def _c_array_body(values: np.ndarray, per_line: int) -> str:
+    flat = [str(v) for v in np.asarray(values).reshape(-1).tolist()]
+    return "\n".join("    " + ", ".join(flat[i:i + per_line]) + "," for i in range(0, len(flat), per_line))
+
+
+def _call(s: Step, arena: ArenaPlan) -> str:
+    def at(t: int, ctype: str, const: bool) -> str:
+        return f"({'const ' if const else ''}{ctype}*)ARENA({arena.offsets[t]})"
+    p = f"&op{s.op_index}_params"
+    if s.kernel == "tg_concatenation":
+        ins = ", ".join(f"ARENA({arena.offsets[t]})" for t in s.inputs)
+        return f"{{ const void* const ins[] = {{{ins}}}; tg_concatenation({p}, ins, ARENA({arena.offsets[s.output]})); }}"
+    if s.kernel == "tg_pad":
+        return f"tg_pad({p}, ARENA({arena.offsets[s.inputs[0]]}), ARENA({arena.offsets[s.output]}));"
+    in_type = "float" if s.kernel == "tg_quantize_f32" else "int8_t"
+    out_type = "float" if s.kernel == "tg_dequantize" else "int8_t"
+    args = ", ".join(at(t, in_type, True) for t in s.inputs)
+    return f"{s.kernel}({p}, {args}, {at(s.output, out_type, False)});"
+
+
+def _io(program: Program, arena: ArenaPlan, t: int) -> dict:
+    tt = program.graph.tensors[t]
+    scale = float(tt.scale[0]) if tt.scale is not None and len(tt.scale) else 1.0
+    zp = int(tt.zero_point[0]) if tt.zero_point is not None and len(tt.zero_point) else 0
+    return {"ctype": "float" if tt.dtype == "FLOAT32" else "int8_t", "shape": list(tt.shape), "nbytes": tt.nbytes,
+            "scale": f"{scale:.9e}f", "zero_point": zp, "offset": arena.offsets[t], "elements": tt.elements,
+            "dtype": tt.dtype}
+
+
+def render(program: Program, arena: ArenaPlan, model_name: str) -> dict[str, str]:
+    """{"tg_model.h": ..., "tg_model.c": ...}: the model as C, for tinygen's kernels."""
+    from . import __version__
+    from .project import _env
+
+    if len(program.inputs) != 1 or len(program.outputs) != 1:
+        raise AotError("tinygen's AOT runtime compiles models with one input and one output.")
+    steps = []
+    for s in program.steps:
+        if s.kernel is None:
+            continue
+        arrays = [{"name": n, "ctype": ct, "count": len(np.asarray(v).reshape(-1)),
+                   "body": _c_array_body(v, 16 if ct == "int8_t" else 8)} for n, ct, v in s.arrays]
+        steps.append({"op_index": s.op_index, "op": s.op, "comment": s.comment, "arrays": arrays,
+                      "params_type": s.params_type, "params": s.params, "call": _call(s, arena)})
+    ctx = {"version": __version__, "model_name": model_name, "sha256": program.graph.sha256, "steps": steps,
+           "weight_bytes": program.weight_bytes, "arena_bytes": arena.size, "arena_heuristic": arena.heuristic,
+           "input": _io(program, arena, program.inputs[0]), "output": _io(program, arena, program.outputs[0])}
+    env = _env()
+    return {"tg_model.h": env.get_template("aot/model.h.j2").render(ctx),
+            "tg_model.c": env.get_template("aot/model.c.j2").render(ctx)}
+
+
+def kernel_sources(program: Program) -> dict[str, str]:
+    """The hand-written kernel files the program calls, by name."""
+    from .resources import resource_dir
+
+    d = resource_dir("firmware") / KERNEL_DIR
+    names = ["tg_kernels.h", "tg_fixedpoint.h"] + program.sources
+    return {n: (d / n).read_text() for n in names}

@@ -57,7 +57,7 @@ def _noop(step: str, done: int | None = None, total: int | None = None) -> None:
 def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir: Path | None,
           val_path: Path | None = None, eval_limit: int = 1000, progress: Progress = _noop,
           input_source: str = "test-vectors", vector_count: int = 10, project: bool = True,
-          harness: str = "tinygen", raw_output: bool = False) -> BuildResult:
+          harness: str = "tinygen", raw_output: bool = False, runtime: str = "tflm") -> BuildResult:
     warnings: list[str] = []
     validation = None
     if model_path is None:
@@ -130,7 +130,8 @@ def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir
     camera_flash, camera_sram = (project_mod.camera_cost(board)
                                  if out_dir is not None and project and input_source == "camera" and harness == "tinygen"
                                  else (0, 0))
-    report = check_fit(graph, board, str(model_path), n_vectors if vectors_in_flash else 0, camera_sram, camera_flash)
+    report = check_fit(graph, board, str(model_path), n_vectors if vectors_in_flash else 0, camera_sram, camera_flash,
+                       runtime=runtime, model_bytes=model_bytes)
     result = BuildResult(report, model_bytes, acc, calibration.source, warnings)
 
     if out_dir is not None:
@@ -139,9 +140,20 @@ def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir
         files: dict[str, str | bytes] = {"model.tflite": model_bytes}
         has_port = project and project_mod.has_port(board)
         src_dir = "src/" if has_port else ""
-        files[f"{src_dir}model_data.h"] = codegen.model_header(symbol, src.name, graph.sha256, len(model_bytes))
-        files[f"{src_dir}model_data.cc"] = codegen.model_source(model_bytes, symbol, src.name, graph.sha256)
-        if has_port:
+        if runtime == "tflm" or not has_port:
+            files[f"{src_dir}model_data.h"] = codegen.model_header(symbol, src.name, graph.sha256, len(model_bytes))
+            files[f"{src_dir}model_data.cc"] = codegen.model_source(model_bytes, symbol, src.name, graph.sha256)
+        if has_port and runtime == "aot":
+            vectors = None
+            if input_source == "test-vectors":
+                vin = quantize_samples(graph, np.asarray(pool.x[:n_vectors]))
+                progress("Test vectors (TFLite Micro)", None, None)
+                vectors = (vin, int8_predict(model_bytes, graph, vin))
+            files.update(project_mod.render_aot_project(report, model_bytes, src.name, input_source, vectors,
+                                                        pool.source if vectors is not None else "",
+                                                        raw_output=raw_output, harness=harness))
+            result.project = True
+        elif has_port:
             vectors = None
             if input_source == "test-vectors" and harness == "tinygen":
                 vin = quantize_samples(graph, np.asarray(pool.x[:n_vectors]))
@@ -175,8 +187,10 @@ def compile_and_run(result: BuildResult, tflm_root: Path | None, sdk_roots: dict
             f"--run boots the image in an emulator, and {board.id} has none; flash build/firmware.bin instead "
             "(see the project's README.md), or use --board mps2-an386.")
     sdk_root = sdk_roots.get(port.sdk["variable"]) if port.sdk else None
-    progress("Compiling the firmware (TFLM's first build takes minutes)", None, None)
-    result.size = firmware.compile_project(result.out_dir, tflm_root, port.sdk, sdk_root)
+    aot = result.report.runtime == "aot"
+    progress("Compiling the firmware" + ("" if aot else " (TFLM's first build takes minutes)"), None, None)
+    result.size = firmware.compile_project(result.out_dir, None if aot else tflm_root, port.sdk, sdk_root,
+                                           needs_tflm=not aot)
     if run:
         progress("Running in QEMU", None, None)
         result.run = firmware.run_in_qemu(port.run, result.out_dir / "build" / "firmware.elf")

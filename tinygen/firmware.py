@@ -32,20 +32,21 @@ class RunResult:
     cycles: list[int] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    stack_used_bytes: int | None = None
 
 
 def compile_project(project: Path, tflm_root: Path | None, sdk: dict | None = None,
-                    sdk_root: Path | None = None, jobs: int | None = None) -> ImageSize:
+                    sdk_root: Path | None = None, jobs: int | None = None, needs_tflm: bool = True) -> ImageSize:
     """`make` in the project folder. The log goes to build/make.log."""
     if shutil.which("arm-none-eabi-gcc") is None:
         raise FirmwareError("arm-none-eabi-gcc is not installed; on Debian/Ubuntu: apt-get install "
                             "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib.")
-    if tflm_root is None:
+    if needs_tflm and tflm_root is None:
         raise FirmwareError("--compile needs TensorFlow Lite Micro's sources: set TFLM_ROOT (or pass --tflm-root) "
                             "to a tflite-micro checkout (git clone https://github.com/tensorflow/tflite-micro).")
-    if not (tflm_root / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").exists():
+    if needs_tflm and not (tflm_root / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").exists():
         raise FirmwareError(f"{tflm_root} is not a tflite-micro checkout (no tensorflow/lite/micro/micro_interpreter.h).")
-    args = ["make", f"-j{jobs or os.cpu_count() or 1}", f"TFLM_ROOT={tflm_root}"]
+    args = ["make", f"-j{jobs or os.cpu_count() or 1}"] + ([f"TFLM_ROOT={tflm_root}"] if needs_tflm else [])
     if sdk:
         if sdk_root is None:
             raise FirmwareError(f"This board's firmware needs {sdk['name']}: set {sdk['variable']} to it.")
@@ -93,6 +94,7 @@ def run_in_qemu(command: list[str], elf: Path, timeout: float = 600) -> RunResul
         elif ev.kind == "done":
             result.vectors = ev.int("vectors", 0)
             result.mismatches = ev.int("mismatches", 0)
+            result.stack_used_bytes = ev.int("stack_used_bytes")
         elif ev.kind == "err":
             result.errors.append(ev.fields.get("what", "?"))
     if result.errors:

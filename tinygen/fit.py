@@ -111,6 +111,12 @@ class FitReport:
     static_ram_bytes: int
     runtime_core: str = ""
     runtime_note: list[str] = field(default_factory=list)
+    runtime: str = "tflm"
+    aot: dict | None = None          # with runtime "aot": what the AOT compiler planned
+
+    @property
+    def runtime_label(self) -> str:
+        return "tinygen AOT" if self.runtime == "aot" else "TFLM"
 
     @property
     def fits(self) -> bool:
@@ -146,7 +152,9 @@ class FitReport:
                 "macs": g.macs,
                 "layers": [asdict(l) for l in g.layers],
             },
+            "runtime": self.runtime,
             "kernels": self.kernels,
+            **({"aot": self.aot} if self.aot is not None else {}),
             "sram": {
                 "arena_bytes": self.arena_bytes,
                 "arena_head_bytes": self.plan.head_bytes,
@@ -175,11 +183,25 @@ class FitReport:
         }
 
 
+RUNTIMES = ("tflm", "aot")
+# What the AOT firmware keeps in RAM besides the arena and the stack: the board port's and
+# harness's statics. Measured: the mps2-an386 AOT firmware's data+bss is the arena + 8 B.
+AOT_STATIC_RAM_BYTES = 64
+
+
 def check_fit(graph: Graph, board: Board, model_path: str = "", test_vectors: int = 0,
-              input_sram_bytes: int = 0, input_flash_bytes: int = 0) -> FitReport:
-    """Flash and SRAM of `graph` on `board`, with TFLM and the kernels the firmware will use.
+              input_sram_bytes: int = 0, input_flash_bytes: int = 0, runtime: str = "tflm",
+              model_bytes: bytes | None = None) -> FitReport:
+    """Flash and SRAM of `graph` on `board`, with the runtime (TFLM, or tinygen's AOT C;
+    that one needs `model_bytes`) and the kernels the firmware will use.
     `test_vectors` compiled into the firmware cost their inputs and expected outputs in flash;
     an input device (a camera) costs its driver's flash and its frame buffer and state in SRAM."""
+    if runtime == "aot":
+        return _check_fit_aot(graph, board, model_path, test_vectors, input_sram_bytes, input_flash_bytes, model_bytes)
+    if runtime != "tflm":
+        from .errors import TinygenError
+
+        raise TinygenError(f"--runtime must be one of {', '.join(RUNTIMES)}, not '{runtime}'.")
     check_ops(graph)
     target = Target.for_board(board)
     plan = plan_arena(graph, target)
@@ -203,4 +225,38 @@ def check_fit(graph: Graph, board: Board, model_path: str = "", test_vectors: in
         test_vector_bytes=vector_bytes,
         stack_bytes=board.stack_bytes, static_ram_bytes=static_ram, runtime_core=measured_core,
         runtime_note=notes,
+    )
+
+
+def _check_fit_aot(graph: Graph, board: Board, model_path: str, test_vectors: int, input_sram_bytes: int,
+                   input_flash_bytes: int, model_bytes: bytes | None) -> FitReport:
+    """SRAM: the planned arena, the stack, the port's statics. Flash: weights and parameter
+    blocks, the code of the kernels used (measured per core), the application."""
+    from . import aot, aot_size
+
+    program = aot.lower(graph, model_bytes)
+    arena = aot.plan(program)
+    aot.check_plan(program, arena)
+    code, core = aot_size.kernel_flash(program.kernels, board.cpu)
+    params = sum(aot_size.PARAM_BYTES[s.params_type] for s in program.steps if s.kernel)
+    weights = sum((a[2].nbytes if a[1] == "int8_t" else 4 * a[2].size) for s in program.steps for a in s.arrays)
+    plan = ArenaPlan(head_bytes=arena.size, tail_bytes=0, scratch_bytes=[], tail=[],
+                     buffer_offsets={f"tensor {t}": o for t, o in arena.offsets.items()}, exact=True)
+    static_ram = AOT_STATIC_RAM_BYTES + IO_BUFFER_BYTES + input_sram_bytes
+    sram_total = arena.size + board.stack_bytes + board.heap_bytes + static_ram
+    vector_bytes = test_vectors * (graph.tensors[graph.inputs[0]].nbytes + graph.tensors[graph.outputs[0]].nbytes)
+    app = application_flash_bytes(board) + input_flash_bytes
+    flash_total = weights + params + code + app + vector_bytes
+    notes = [] if core == board.cpu else [
+        f"The AOT kernels' code size was measured for {core}, not {board.cpu}; the flash figure uses it."]
+    detail = {"steps": len([s for s in program.steps if s.kernel]), "kernels": program.kernels,
+              "kernel_code_bytes": code, "weight_bytes": weights, "param_bytes": params,
+              "arena_heuristic": arena.heuristic, "in_place_ops": [program.steps[i].op_index for i in arena.in_place]}
+    return FitReport(
+        board=board, graph=graph, model_path=model_path, kernels="aot", plan=plan,
+        arena_bytes=arena.size, arena_reserved_bytes=arena.size,
+        sram=Budget(sram_total, board.sram_size), flash=Budget(flash_total, board.app_flash_bytes),
+        model_bytes=weights + params, runtime_bytes=code, app_bytes=app, test_vector_bytes=vector_bytes,
+        stack_bytes=board.stack_bytes, static_ram_bytes=static_ram, runtime_core=core, runtime_note=notes,
+        runtime="aot", aot=detail,
     )

@@ -185,3 +185,64 @@ def render_project(report: FitReport, model_name: str, input_source: str,
     for path in common:
         files[f"port/{path.name}"] = path.read_text()
     return files
+
+
+def render_aot_project(report: FitReport, model_bytes: bytes, model_name: str, input_source: str,
+                       vectors: tuple[np.ndarray, np.ndarray] | None = None, vectors_source: str = "",
+                       raw_output: bool = False, harness: str = "tinygen") -> dict[str, str | bytes]:
+    """{relative path: content} of a firmware project on tinygen's AOT runtime: the model as C
+    (aot/tg_model.c), the kernels it calls, main.c, the board port, a Makefile."""
+    from . import aot
+
+    board, graph = report.board, report.graph
+    if harness != "tinygen":
+        raise ProjectError("--runtime aot firmware speaks tinygen's TG1 lines; the MLPerf harness needs --runtime tflm.")
+    if input_source not in ("test-vectors", "serial"):
+        raise ProjectError(f"--runtime aot firmware takes --input test-vectors or serial, not {input_source}.")
+    port = load_port(board)
+    program = aot.lower(graph, model_bytes)
+    arena = aot.plan(program)
+    aot.check_plan(program, arena)
+    files: dict[str, str | bytes] = {f"aot/{k}": v for k, v in aot.render(program, arena, model_name).items()}
+    files.update({f"aot/{k}": v for k, v in aot.kernel_sources(program).items()})
+    sdk = port.sdk
+    var = f"$({sdk['variable']})" if sdk else ""
+    out_t = graph.tensors[program.outputs[0]]
+    context = {
+        "version": __version__, "model_name": model_name, "sha256": graph.sha256, "board": board,
+        "input_source": input_source, "raw_output": raw_output,
+        "output_ctype": "float" if out_t.dtype == "FLOAT32" else "int8_t",
+        "defines": port.defines, "linker_script": port.linker_script, "sdk": sdk,
+        "sdk_includes": [f"{var}/{i}".rstrip("/.") if i != "." else var for i in (sdk or {}).get("includes", [])],
+        "sdk_libs": [f"{var}/{l}" for l in (sdk or {}).get("libs", [])],
+        "sdk_sources": list((sdk or {}).get("sources", [])),
+        "c_sources": [f"port/{s}" for s in port.sources] + ["port/harness.c", "port/syscalls.c", "src/main.c",
+                                                             "aot/tg_model.c"]
+        + [f"aot/{s}" for s in program.sources] + (["src/test_vectors.c"] if input_source == "test-vectors" else []),
+        "run": port.run, "opt": "-O2",
+        "steps": len([s for s in program.steps if s.kernel]), "arena_bytes": arena.size,
+        "weight_bytes": program.weight_bytes,
+        "input_description": {"test-vectors": "its compiled-in test vectors",
+                              "serial": "inputs sent over the serial port"}[input_source],
+        "flash_instructions": _FLASH_HOWTO.get(board.runner, f"Flash `build/firmware.bin` at 0x{board.app_flash_origin:X} with your usual tool."),
+    }
+    env = _env()
+    files["src/main.c"] = env.get_template("aot/main.c.j2").render(context)
+    files["Makefile"] = env.get_template("aot/Makefile.j2").render(context)
+    files["README.md"] = env.get_template("aot/README.md.j2").render(context)
+    if input_source == "test-vectors":
+        if vectors is None:
+            raise ProjectError("--input test-vectors needs test vectors.")
+        inputs, expected = vectors
+        as_bytes = lambda a: np.ascontiguousarray(a).view(np.uint8)  # noqa: E731
+        vctx = dict(context, count=len(inputs), source=vectors_source, reference="TFLite Micro",
+                    inputs=[_c_bytes(as_bytes(v)) for v in inputs], expected=[_c_bytes(as_bytes(v), 64, "") for v in expected])
+        files["src/test_vectors.h"] = env.get_template("aot/test_vectors.h.j2").render(vctx)
+        files["src/test_vectors.c"] = env.get_template("aot/test_vectors.c.j2").render(vctx)
+    fw = resource_dir("firmware")
+    for name in port.sources + [port.linker_script]:
+        files[f"port/{name}"] = (port.directory / name).read_text()
+    for path in (fw / "include" / "tinygen_board.h", fw / "common" / "harness.h", fw / "common" / "harness.c",
+                 fw / "common" / "syscalls.c"):
+        files[f"port/{path.name}"] = path.read_text()
+    return files

@@ -32,6 +32,9 @@ _state = {"verbose": False}
 
 BoardOpt = typer.Option(..., "--board", "-b", help="A bundled board id (see `tinygen boards`) or the path of a board .toml file.")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout instead of tables.")
+RuntimeOpt = typer.Option("tflm", "--runtime", help="tflm: TensorFlow Lite Micro interprets the model on the device. "
+                          "aot: tinygen compiles it ahead of time to plain C99 with its own int8 kernels "
+                          "(smaller arena and flash; no TFLM needed).")
 
 
 def _fail(e: BaseException, code: int = 1) -> None:
@@ -118,6 +121,7 @@ def fit(
     model: Path = typer.Option(..., "--model", "-m", help="A full-int8 .tflite, or a Keras/SavedModel model to quantize first."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Calibration samples (.npz with x[, y], or .npy), for a float model."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also write per-layer memory as a PNG."),
+    runtime: str = RuntimeOpt,
     as_json: bool = JsonOpt,
 ):
     """Check whether a model fits a board: flash and SRAM, with headroom or overage.
@@ -126,7 +130,7 @@ def fit(
 
     Example: tinygen fit --board nucleo-l4r5zi --model model.tflite
     """
-    _run_build(board, model, data, None, None, as_json, fit_only=True, plot=plot)
+    _run_build(board, model, data, None, None, as_json, fit_only=True, plot=plot, runtime=runtime)
 
 
 @app.command()
@@ -151,6 +155,7 @@ def build(
     port: Optional[str] = typer.Option(None, "--port", "-p", help="With --flash/--monitor: the board's serial port."),
     monitor_after: bool = typer.Option(False, "--monitor", help="After --flash, go straight on into `tinygen monitor` on --port."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also write per-layer memory as a PNG."),
+    runtime: str = RuntimeOpt,
     as_json: bool = JsonOpt,
 ):
     """Quantize a model to full int8, check it against a board, and write it as C.
@@ -163,6 +168,7 @@ def build(
     Examples:
       tinygen build --board sparkfun-edge --model model.h5 --data calib.npz --out build/edge
       tinygen build --board mps2-an386 --out build/qemu --compile --run
+      tinygen build --board sparkfun-edge --model model.h5 --runtime aot --out build/aot
     """
     if shrink_ is not None:
         if shrink_ != "auto":
@@ -171,7 +177,7 @@ def build(
     firmware = {"input_source": input_source, "vector_count": vectors, "project": not no_project, "harness": harness, "raw_output": raw_output,
                 "compile": compile_ or run_ or flash_, "run": run_, "tflm_root": tflm_root,
                 "sdk_roots": {"AMBIQ_ROOT": ambiq_root}}
-    _run_build(board, model, data, val, out_dir, as_json, fit_only=False, plot=plot, firmware=firmware)
+    _run_build(board, model, data, val, out_dir, as_json, fit_only=False, plot=plot, firmware=firmware, runtime=runtime)
     if flash_:
         from .boards import load_board
 
@@ -228,7 +234,7 @@ def _shrink_first(board_name: str, model: Optional[Path], data: Optional[Path], 
     return result.out_dir / "model.keras", data, val
 
 
-def _run_build(board_name, model, data, val, out_dir, as_json, fit_only, plot=None, firmware=None):
+def _run_build(board_name, model, data, val, out_dir, as_json, fit_only, plot=None, firmware=None, runtime="tflm"):
     from .boards import load_board
     from .build import build as run
 
@@ -241,7 +247,8 @@ def _run_build(board_name, model, data, val, out_dir, as_json, fit_only, plot=No
             result = run(board, model, data, None if fit_only else out_dir, val, progress=progress,
                          input_source=fw.get("input_source", "test-vectors"),
                          vector_count=fw.get("vector_count", 10), project=fw.get("project", False),
-                         harness=fw.get("harness", "tinygen"), raw_output=fw.get("raw_output", False))
+                         harness=fw.get("harness", "tinygen"), raw_output=fw.get("raw_output", False),
+                         runtime=runtime)
             if fw.get("compile") and result.report.fits:
                 from .build import compile_and_run
 
@@ -272,7 +279,8 @@ def _run_build(board_name, model, data, val, out_dir, as_json, fit_only, plot=No
 def _render(result) -> None:
     r = result.report
     g = r.graph
-    out.print(f"[bold]{Path(r.model_path).name}[/] on [bold]{r.board.name}[/] ({r.board.cpu}, {r.kernels} kernels)")
+    kernels = "tinygen AOT runtime" if r.runtime == "aot" else f"TFLM, {r.kernels} kernels"
+    out.print(f"[bold]{Path(r.model_path).name}[/] on [bold]{r.board.name}[/] ({r.board.cpu}, {kernels})")
     out.print(f"sha256 {g.sha256[:16]}…  {len(g.operators)} ops: {', '.join(g.ops)}  "
               f"{g.params:,} parameters, {g.macs:,} MACs", highlight=False)
     layers = Table(title="Layers", title_justify="left")
@@ -289,11 +297,19 @@ def _render(result) -> None:
         t.add_row(name, _kb(b.total_bytes), _kb(b.budget_bytes), f"{b.headroom_bytes:+,} B", verdict)
     out.print(t)
     vectors = f" + test vectors {r.test_vector_bytes:,}" if r.test_vector_bytes else ""
-    out.print(f"  flash = model {r.model_bytes:,} + TFLM runtime {r.runtime_bytes:,} ({', '.join(g.ops)}) "
-              f"+ application {r.app_bytes:,}{vectors}", highlight=False)
-    out.print(f"  SRAM  = arena {r.arena_bytes:,} (activations {r.plan.head_bytes:,} + persistent {r.plan.tail_bytes:,}) "
-              f"+ margin {r.arena_reserved_bytes - r.arena_bytes:,} + stack {r.stack_bytes:,} + static {r.static_ram_bytes:,}",
-              highlight=False)
+    if r.runtime == "aot":
+        a = r.aot
+        out.print(f"  flash = weights {a['weight_bytes']:,} + parameter blocks {a['param_bytes']:,} + AOT kernels "
+                  f"{r.runtime_bytes:,} ({', '.join(a['kernels'])}) + application {r.app_bytes:,}{vectors}", highlight=False)
+        out.print(f"  SRAM  = arena {r.arena_bytes:,} (planned ahead, {a['arena_heuristic']}; "
+                  f"{len(a['in_place_ops'])} ops in place) + stack {r.stack_bytes:,} + static {r.static_ram_bytes:,}",
+                  highlight=False)
+    else:
+        out.print(f"  flash = model {r.model_bytes:,} + TFLM runtime {r.runtime_bytes:,} ({', '.join(g.ops)}) "
+                  f"+ application {r.app_bytes:,}{vectors}", highlight=False)
+        out.print(f"  SRAM  = arena {r.arena_bytes:,} (activations {r.plan.head_bytes:,} + persistent {r.plan.tail_bytes:,}) "
+                  f"+ margin {r.arena_reserved_bytes - r.arena_bytes:,} + stack {r.stack_bytes:,} + static {r.static_ram_bytes:,}",
+                  highlight=False)
     if not r.plan.exact:
         out.print(f"[yellow]The arena is not exact: tinygen does not model the allocations of {', '.join(r.plan.unmodelled_ops)}.[/]")
     for n in r.runtime_note:
@@ -321,6 +337,82 @@ def _render(result) -> None:
             out.print(f"  SysTick cycles per inference under QEMU -icount (deterministic, not a real chip's): "
                       f"{', '.join(f'{c:,}' for c in rr.cycles[:5])}{' ...' if len(rr.cycles) > 5 else ''}", highlight=False)
 
+
+
+@app.command("run")
+def run_cmd(
+    board: str = typer.Option(..., "--board", "-b", help="mps2-an386 (QEMU's Cortex-M4, booted here) or host (this machine, for --runtime aot)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Keras .h5/.keras, a SavedModel folder, or .tflite. Default: the bundled digits example."),
+    runtime: str = typer.Option("aot", "--runtime", help="aot: tinygen's ahead-of-time C. tflm: TensorFlow Lite Micro (needs TFLM_ROOT; mps2-an386 only)."),
+    input_source: str = typer.Option("test-vectors", "--input", help="test-vectors: inputs compiled in, each output checked against the host's TFLite Micro interpreter."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Samples (.npz with x, or .npy) for calibration and test vectors. Without it, they are generated."),
+    vectors: int = typer.Option(10, "--vectors", min=1, help="How many test vectors to run."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Keep the firmware project here (default: a temporary folder, removed)."),
+    tflm_root: Optional[Path] = typer.Option(None, "--tflm-root", envvar="TFLM_ROOT", help="With --runtime tflm: a tflite-micro checkout."),
+    timeout: float = typer.Option(900.0, "--timeout", help="Seconds the firmware may run in QEMU."),
+    as_json: bool = JsonOpt,
+):
+    """Build a model's firmware and run it without a board: in QEMU, or on this machine.
+
+    With --board mps2-an386 the firmware is cross-compiled with arm-none-eabi-gcc and booted in
+    qemu-system-arm -M mps2-an386 -icount shift=0 (one nanosecond per executed instruction), its
+    UART served on a local TCP port; the firmware checks every output against the host
+    interpreter's and streams TG1 lines, then QEMU exits. SysTick counts under -icount are
+    deterministic and comparable between builds, not a real chip's cycles. With --board host the
+    same AOT C is compiled with this machine's cc and run here.
+
+    Exit status 0 when every output matches, 3 when some differ, 1 on bad input or a failed build.
+
+    Examples:
+      tinygen run --board mps2-an386 --model model.h5 --runtime aot --input test-vectors
+      tinygen run --board host --model model.tflite --runtime aot --json
+    """
+    from .run import run
+
+    if input_source != "test-vectors":
+        _fail(TinygenError(f"`tinygen run` takes --input test-vectors (outputs checked on the device); for "
+                           f"{input_source} inputs, `tinygen build --input {input_source}` and `tinygen monitor`."))
+    try:
+        with _steps(as_json) as progress:
+            report = run(board, model, data, runtime, vectors, out_dir, tflm_root, progress, timeout)
+    except TinygenError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        err.print("interrupted.")
+        raise typer.Exit(130)
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        _render_run(report)
+    if report.mismatches:
+        raise typer.Exit(3)
+
+
+def _render_run(r) -> None:
+    for w in r.warnings:
+        err.print(f"[yellow]note:[/] {w}", highlight=False, soft_wrap=True)
+    where = "this machine" if r.board == "host" else f"QEMU ({r.board})"
+    verdict = "[green]all match[/]" if r.mismatches == 0 else f"[red]{r.mismatches} differ[/]"
+    out.print(f"[bold]{r.runtime}[/] on {where}: {r.vectors} test vectors, {verdict} "
+              f"(reference: the host's {r.reference} interpreter)", highlight=False)
+    if r.tflite_mismatches is not None:
+        out.print(f"  against TFLite's reference kernels: {r.tflite_mismatches} differ", highlight=False)
+    t = Table(title_justify="left")
+    for c in ("", "measured", "tinygen estimated"):
+        t.add_column(c, justify="left" if not c else "right")
+    t.add_row("arena", f"{r.arena_bytes:,} B", f"{r.estimate.get('arena_bytes', 0):,} B")
+    if r.flash_bytes is not None:
+        t.add_row("flash (text + data)", f"{r.flash_bytes:,} B", f"{r.estimate.get('flash_bytes', 0):,} B")
+    if r.sram_bytes is not None:
+        t.add_row("static RAM (data + bss)", f"{r.sram_bytes:,} B", "")
+    if r.stack_used_bytes is not None:
+        t.add_row("stack used (painted)", f"{r.stack_used_bytes:,} B", "")
+    out.print(t)
+    if r.ticks_per_inference is not None:
+        extra = (f" = {r.instructions_per_inference:,} instructions" if r.instructions_per_inference else "")
+        out.print(f"  per inference: {r.ticks_per_inference:,} ticks{extra}; {r.tick_unit}", highlight=False)
+    if r.out_dir is not None:
+        out.print(f"Kept the firmware project in {r.out_dir}/")
 
 @app.command()
 def monitor(

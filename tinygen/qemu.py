@@ -1,0 +1,115 @@
+"""Boot firmware in qemu-system-arm with its UART on a local TCP port, and read the harness
+lines from it the way the host reads a board's serial port (pyserial, socket:// URL).
+
+`-icount shift=0` makes QEMU advance its clock one nanosecond per executed instruction, so
+SysTick counts are deterministic and comparable between builds, though not a real chip's cycles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from .firmware import FirmwareError, RunResult
+from .protocol import parse_line
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def qemu_uart(elf: Path, machine: str = "mps2-an386"):
+    """Yields (the TCP port of the UART, the QEMU process). QEMU waits for the first
+    connection before it starts the guest, so no byte is lost. On leaving, firmware that
+    has finished has exited through semihosting; one still running is stopped."""
+    if shutil.which("qemu-system-arm") is None:
+        raise FirmwareError("qemu-system-arm is not installed; on Debian/Ubuntu: apt-get install qemu-system-arm.")
+    port = _free_port()
+    qemu = subprocess.Popen(["qemu-system-arm", "-M", machine, "-display", "none", "-monitor", "none",
+                             "-semihosting", "-icount", "shift=0",
+                             "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on", "-kernel", str(elf)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield port, qemu
+    finally:
+        try:
+            qemu.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            qemu.terminate()
+            try:
+                qemu.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                qemu.kill()
+                qemu.wait()
+
+
+def connect(port: int, qemu: subprocess.Popen, wait: float = 10.0) -> socket.socket:
+    """Open the UART once QEMU listens on it. A plain socket, not pyserial's socket:// handler:
+    that one drops bytes it has read when the peer closes within the same read() call, and
+    QEMU closes right after the firmware's last line."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=1.0)
+            s.settimeout(0.5)
+            return s
+        except OSError:
+            if qemu.poll() is not None:
+                msg = (qemu.stderr.read() or b"").decode(errors="replace").strip()
+                raise FirmwareError(f"QEMU exited before the firmware started: {msg[:200]}") from None
+            if time.monotonic() > deadline:
+                raise FirmwareError(f"QEMU's UART never opened on 127.0.0.1:{port}.") from None
+            time.sleep(0.05)
+
+
+def run(elf: Path, machine: str = "mps2-an386", timeout: float = 600.0,
+        on_line=lambda ev: None) -> RunResult:
+    """Boot `elf`, read its TG1 lines until `done` (or `err`), and tally them."""
+    result = RunResult(None, 0, 0)
+    deadline = time.monotonic() + timeout
+    with qemu_uart(elf, machine) as (tcp_port, qemu):
+        port = connect(tcp_port, qemu)
+        buf = b""
+        try:
+            while True:
+                try:
+                    chunk = port.recv(4096)
+                except socket.timeout:
+                    chunk = None
+                if chunk == b"":
+                    raise FirmwareError("The firmware's UART closed (QEMU exited, status "
+                                        f"{qemu.wait()}) before it said it was done.")
+                if chunk:
+                    buf += chunk
+                    *lines, buf = buf.split(b"\n")
+                    for raw in lines:
+                        line = raw.decode(errors="replace").strip()
+                        result.lines.append(line)
+                        ev = parse_line(line)
+                        if ev is None:
+                            continue
+                        on_line(ev)
+                        if ev.kind == "boot":
+                            result.arena_used_bytes = ev.int("arena_used_bytes")
+                        elif ev.kind == "inf":
+                            result.cycles.append(ev.int("cycles", 0))
+                        elif ev.kind == "done":
+                            result.vectors = ev.int("vectors", 0)
+                            result.mismatches = ev.int("mismatches", 0)
+                            result.stack_used_bytes = ev.int("stack_used_bytes")
+                            return result
+                        elif ev.kind == "err":
+                            raise FirmwareError(f"The firmware stopped with an error: {ev.fields.get('what', '?')}.")
+                elif qemu.poll() is not None:
+                    raise FirmwareError(f"QEMU exited (status {qemu.returncode}) before the firmware said it was done.")
+                if time.monotonic() > deadline:
+                    raise FirmwareError(f"The firmware did not finish within {timeout:.0f} s in QEMU.")
+        finally:
+            port.close()

@@ -1,0 +1,205 @@
+"""tinygen's ahead-of-time runtime: its C, compiled here, against the real interpreters.
+
+Every output of the host build is compared byte for byte with the tflite-micro interpreter
+(the runtime the AOT C replaces) and with TFLite's interpreter running its reference kernels.
+Those two disagree with each other on FULLY_CONNECTED (TFLite 2.21 requantizes it with one
+rounding, TFLM with two); the AOT C follows TFLM, and the tests pin that down.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import needs
+from test_cli import assert_one_sentence_error, run as cli
+
+from tinygen import analyze, aot, hostrun
+
+SAMPLES = 200
+
+
+def _tflm(model_bytes: bytes, xs: np.ndarray) -> np.ndarray:
+    from tflite_micro.python.tflite_micro import runtime
+
+    it = runtime.Interpreter.from_bytes(model_bytes, arena_size=1 << 21)
+    outs = []
+    for x in xs:
+        it.set_input(x, 0)
+        it.invoke()
+        outs.append(it.get_output(0).copy())
+    return np.stack(outs)
+
+
+def _inputs(hm: hostrun.HostModel, n: int, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if hm.input_dtype == np.float32:
+        return (rng.random((n,) + hm.input_shape, dtype=np.float32) * 1.4 - 0.2).astype(np.float32)
+    return rng.integers(-128, 128, size=(n,) + hm.input_shape, dtype=np.int8)
+
+
+def _differ(a: np.ndarray, b: np.ndarray) -> int:
+    return int((a != b.reshape(a.shape)).reshape(len(a), -1).any(axis=1).sum())
+
+
+@pytest.fixture(scope="session")
+def aot_models(tiny_models) -> dict[str, bytes]:
+    from tinymodels import aot_catalogue
+
+    models = {n: b for n, b in tiny_models.items() if n != "tanh"}
+    models.update(aot_catalogue())
+    return models
+
+
+@needs("cc")
+def test_every_kernel_is_bit_exact_with_tflite_micro_and_tflite(aot_models, tmp_path):
+    from tinygen.run import tflite_reference
+
+    ops_seen: set[str] = set()
+    for name, model in aot_models.items():
+        hm, program, _ = hostrun.compile_model(model, name, tmp_path / name)
+        xs = _inputs(hm, SAMPLES)
+        out, _ = hm.run(xs)
+        micro = _tflm(model, xs)
+        assert _differ(out, micro) == 0, f"{name}: AOT output differs from tflite-micro's"
+        lite = tflite_reference(model, xs)
+        ops = set(program.graph.ops)
+        ops_seen |= ops
+        if "FULLY_CONNECTED" not in ops:
+            assert _differ(out, lite) == 0, f"{name}: AOT output differs from TFLite's reference kernels"
+        else:
+            # Where TFLite and TFLM disagree, the AOT C sides with TFLM every time.
+            assert _differ(micro, lite) == _differ(out, lite), name
+    assert ops_seen >= set(aot.KERNELS) - {"PADV2", "SQUEEZE", "EXPAND_DIMS"}
+
+
+@needs("cc")
+@pytest.mark.parametrize("name", ["vww_96_int8", "kws_ref_model", "pretrainedResnet_quant", "ad01_int8"])
+def test_shared_models_are_bit_exact_on_the_host(shared_models, name, tmp_path):
+    from tinygen.run import tflite_reference
+
+    model = (shared_models / f"{name}.tflite").read_bytes()
+    hm, _, _ = hostrun.compile_model(model, name, tmp_path)
+    xs = _inputs(hm, 40, seed=7)
+    out, _ = hm.run(xs)
+    micro = _tflm(model, xs)
+    assert _differ(out, micro) == 0
+    # every shared model ends in FULLY_CONNECTED, where TFLite 2.21 rounds once and TFLM twice
+    lite = tflite_reference(model, xs).reshape(out.shape)
+    assert np.array_equal(out != lite, micro != lite)
+
+
+def test_an_op_without_a_kernel_is_named(tiny_models):
+    model = tiny_models["tanh"]
+    with pytest.raises(aot.AotError, match=r"TANH .*--runtime tflm"):
+        aot.lower(analyze.parse(model), model)
+
+
+def test_cli_names_the_missing_op(tiny_models, tmp_path):
+    path = tmp_path / "tanh.tflite"
+    path.write_bytes(tiny_models["tanh"])
+    line = assert_one_sentence_error(cli("build", "--board", "mps2-an386", "--model", path, "--runtime", "aot",
+                                         "--out", tmp_path / "out"))
+    assert "TANH" in line and "--runtime tflm" in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["vww_96_int8", "kws_ref_model", "pretrainedResnet_quant", "ad01_int8"])
+def test_the_planned_arena_is_sound_and_smaller_than_tflms(shared_models, name):
+    from tinygen.arena import Target, plan_arena
+
+    model = (shared_models / f"{name}.tflite").read_bytes()
+    graph = analyze.parse(model, name)
+    program = aot.lower(graph, model)
+    arena = aot.plan(program)
+    aot.check_plan(program, arena)
+    tflm = plan_arena(graph, Target("arm", "cmsis-nn", True))
+    # TFLM's greedy planner is one of the orders tried; in-place ops only shrink it
+    assert arena.size <= tflm.head_bytes
+    assert arena.size < tflm.used_bytes
+
+
+def test_check_plan_catches_an_overlap(shared_models):
+    model = (shared_models / "kws_ref_model.tflite").read_bytes()
+    program = aot.lower(analyze.parse(model), model)
+    arena = aot.plan(program)
+    broken = aot.ArenaPlan({t: 0 for t in arena.offsets}, arena.size, [], "all at 0", {t: t for t in arena.offsets})
+    with pytest.raises(aot.AotError, match="overlaps"):
+        aot.check_plan(program, broken)
+
+
+def test_quantize_multiplier_matches_tflite():
+    # values checked against TFLite's QuantizeMultiplier: frexp, round half away from zero
+    assert aot.quantize_multiplier(0.5) == (1 << 30, 0)
+    assert aot.quantize_multiplier(1.0) == (1 << 30, 1)
+    assert aot.quantize_multiplier(0.0) == (0, 0)
+    q, s = aot.quantize_multiplier(0.0003)
+    assert s == -11 and abs(q / 2**31 * 2**s - 0.0003) < 1e-12
+    # a mantissa that rounds up to 2^31 moves to the next power of two
+    assert aot.quantize_multiplier(1 - 2**-40) == (1 << 30, 1)
+
+
+def test_host_run_json(shared_models):
+    r = cli("run", "--board", "host", "--model", shared_models / "ad01_int8.tflite", "--runtime", "aot",
+            "--vectors", "5", "--json")
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    for key in ("board", "runtime", "vectors", "mismatches", "arena_bytes", "flash_bytes", "ticks_per_inference"):
+        assert key in j
+    assert j["board"] == "host" and j["runtime"] == "aot" and j["vectors"] == 5 and j["mismatches"] == 0
+    assert j["reference"] == "tflite-micro"
+
+
+def test_fit_knows_the_aot_runtime(shared_models):
+    r = cli("fit", "--board", "sparkfun-edge", "--model", shared_models / "vww_96_int8.tflite", "--runtime", "aot", "--json")
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    tflm = json.loads(cli("fit", "--board", "sparkfun-edge", "--model", shared_models / "vww_96_int8.tflite", "--json").stdout)
+    assert j["runtime"] == "aot" and tflm["runtime"] == "tflm"
+    assert j["sram"]["arena_bytes"] < tflm["sram"]["arena_bytes"]
+    assert j["flash"]["total_bytes"] < tflm["flash"]["total_bytes"]
+    assert j["aot"]["kernels"] == sorted(["tg_conv2d", "tg_depthwise_conv2d", "tg_average_pool2d",
+                                          "tg_fully_connected", "tg_softmax"])
+
+
+def test_aot_project_for_the_bundled_example(tmp_path):
+    out = tmp_path / "edge"
+    r = cli("build", "--board", "sparkfun-edge", "--runtime", "aot", "--out", out, "--json")
+    assert r.returncode == 0, r.stderr
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert "aot/tg_model.c" in files and "src/main.c" in files and "Makefile" in files
+    assert not any(f.endswith(".cc") for f in files)           # plain C: no TFLM, no C++
+    head = (out / "aot" / "tg_model.c").read_text().splitlines()[:2]
+    assert "tinygen" in head[0] and "sha256" in head[1]
+
+
+@needs("arm-none-eabi-gcc")
+def test_kernel_size_table_is_current():
+    from tinygen import aot_size
+
+    assert aot_size.measure("cortex-m4") == aot_size.table()["cores"]["cortex-m4"]
+
+
+@needs("arm-none-eabi-gcc")
+@needs("qemu-system-arm")
+@pytest.mark.parametrize("name", ["vww_96_int8", "pretrainedResnet_quant"])
+def test_qemu_end_to_end(shared_models, name, tmp_path):
+    """Cross-compiled, booted in QEMU, every output equal to the host interpreter's; and the
+    fit check's figures against arm-none-eabi-size and the firmware's own report."""
+    r = cli("run", "--board", "mps2-an386", "--model", shared_models / f"{name}.tflite", "--runtime", "aot",
+            "--input", "test-vectors", "--out", tmp_path / "fw", "--json")
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert j["vectors"] == 10 and j["mismatches"] == 0
+    assert j["ticks_per_inference"] > 0 and j["instructions_per_inference"] == 40 * j["ticks_per_inference"]
+    est = j["estimate"]
+    assert j["arena_bytes"] == est["arena_bytes"]
+    # the fit check's flash is an upper bound within 1% of the linked image
+    assert j["flash_bytes"] <= est["flash_bytes"] <= j["flash_bytes"] * 1.01
+    # static RAM is the arena plus a few bytes of port state; the stack used fits what is reserved
+    assert est["arena_bytes"] <= j["sram_bytes"] <= est["arena_bytes"] + 64
+    assert 0 < j["stack_used_bytes"] < 16384 and j["sram_bytes"] + 16384 <= est["sram_bytes"]
+    assert shutil.which("arm-none-eabi-size")

@@ -259,11 +259,15 @@ class _Lowering:
             shifts.append(s)
         lo, hi = activation_range(opts.fusedActivationFunction, s_out, zp_out)
         k = f"op{o.index}"
+        bias = self.const(b).astype(np.int64).reshape(-1) if b >= 0 else np.zeros(oc, np.int64)
+        tap_sums = (filt.astype(np.int64).reshape(-1, oc).sum(axis=0) if depthwise
+                    else filt.astype(np.int64).reshape(oc, -1).sum(axis=1))
         arrays = [(f"{k}_filter", "int8_t", filt.reshape(-1))]
         if b >= 0:
-            arrays.append((f"{k}_bias", "int32_t", self.const(b).astype(np.int32).reshape(-1)))
+            arrays.append((f"{k}_bias", "int32_t", bias))
         arrays += [(f"{k}_multiplier", "int32_t", np.array(mults, np.int64)),
-                   (f"{k}_shift", "int32_t", np.array(shifts, np.int64))]
+                   (f"{k}_shift", "int32_t", np.array(shifts, np.int64)),
+                   (f"{k}_folded_bias", "int32_t", _wrap32(bias - zp_in * tap_sums))]
         params = dict(in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw,
                       stride_h=sy, stride_w=sx, dilation_h=dy, dilation_w=dx,
                       pad_h=_same_pad(ih, kh, sy, dy, oh, same), pad_w=_same_pad(iw, kw, sx, dx, ow, same),
@@ -271,7 +275,7 @@ class _Lowering:
                       filter_c=1 if depthwise else fc,
                       in_offset=-zp_in, out_offset=zp_out, act_min=lo, act_max=hi,
                       filter=f"{k}_filter", bias=f"{k}_bias" if b >= 0 else "NULL",
-                      multiplier=f"{k}_multiplier", shift=f"{k}_shift")
+                      multiplier=f"{k}_multiplier", shift=f"{k}_shift", folded_bias=f"{k}_folded_bias")
         if depthwise and oc != ic * params["depth_multiplier"]:
             params["depth_multiplier"] = oc // ic     # older converters leave the option at 1
         comment = (f"{ih}x{iw}x{ic} -> {oh}x{ow}x{oc}, {kh}x{kw} filter, stride {sy}x{sx}, "
@@ -314,10 +318,15 @@ class _Lowering:
             arrays.append((f"{k}_bias", "int32_t", self.const(b).astype(np.int32).reshape(-1)))
         arrays += [(f"{k}_multiplier", "int32_t", np.array(mults, np.int64)),
                    (f"{k}_shift", "int32_t", np.array(shifts, np.int64))]
+        if filter_zp == 0:
+            bias = self.const(b).astype(np.int64).reshape(-1) if b >= 0 else np.zeros(out_depth, np.int64)
+            folded = _wrap32(bias - zp_in * filt.astype(np.int64).reshape(out_depth, -1).sum(axis=1))
+            arrays.append((f"{k}_folded_bias", "int32_t", folded))
         params = dict(batches=batches, in_depth=in_depth, out_depth=out_depth, in_offset=-zp_in,
                       filter_offset=-filter_zp, out_offset=zp_out, act_min=lo, act_max=hi,
                       per_channel=int(per_channel), filter=f"{k}_filter", bias=f"{k}_bias" if b >= 0 else "NULL",
-                      multiplier=f"{k}_multiplier", shift=f"{k}_shift")
+                      multiplier=f"{k}_multiplier", shift=f"{k}_shift",
+                      folded_bias=f"{k}_folded_bias" if filter_zp == 0 else "NULL")
         self._step(o, "tg_fully_connected_params", params, arrays, [x], y,
                    comment=f"{in_depth} -> {out_depth}, {_ACT_NAMES.get(o.options.fusedActivationFunction if o.options else 0)}")
 
@@ -528,6 +537,11 @@ class _Lowering:
     _expand_dims = _alias
 
 
+def _wrap32(values: np.ndarray) -> np.ndarray:
+    """int64 to int32 with two's-complement wrap-around, as the device's int32 sums wrap."""
+    return np.asarray(values, np.int64).astype(np.uint64).astype(np.uint32).view(np.int32).astype(np.int64)
+
+
 def _c_list(values) -> str:
     return "{" + ", ".join(str(int(v)) for v in values) + "}"
 
@@ -714,5 +728,5 @@ def kernel_sources(program: Program) -> dict[str, str]:
     from .resources import resource_dir
 
     d = resource_dir("firmware") / KERNEL_DIR
-    names = ["tg_kernels.h", "tg_fixedpoint.h"] + program.sources
+    names = ["tg_kernels.h", "tg_fixedpoint.h", "tg_dot.h"] + program.sources
     return {n: (d / n).read_text() for n in names}

@@ -28,6 +28,10 @@ typedef struct {
   const int32_t* bias;       // may be NULL
   const int32_t* multiplier; // per output channel
   const int32_t* shift;
+  // bias + in_offset * (sum of the channel's filter taps), worked out on the host: where the
+  // whole window is inside the image, acc = folded_bias + sum(filter * input) is the same
+  // integer as the reference's sum(filter * (input + in_offset)) + bias, for less work.
+  const int32_t* folded_bias;
 } tg_conv_params;
 
 void tg_conv2d(const tg_conv_params* p, const int8_t* in, int8_t* out);
@@ -42,6 +46,7 @@ typedef struct {
   const int32_t* bias;
   const int32_t* multiplier;
   const int32_t* shift;
+  const int32_t* folded_bias;  // as in tg_conv_params; NULL when filter_offset is not 0
 } tg_fully_connected_params;
 
 void tg_fully_connected(const tg_fully_connected_params* p, const int8_t* in, int8_t* out);

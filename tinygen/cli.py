@@ -302,7 +302,7 @@ def _render(result) -> None:
         out.print(f"  flash = weights {a['weight_bytes']:,} + parameter blocks {a['param_bytes']:,} + AOT kernels "
                   f"{r.runtime_bytes:,} ({', '.join(a['kernels'])}) + application {r.app_bytes:,}{vectors}", highlight=False)
         out.print(f"  SRAM  = arena {r.arena_bytes:,} (planned ahead, {a['arena_heuristic']}; "
-                  f"{len(a['in_place_ops'])} ops in place) + stack {r.stack_bytes:,} + static {r.static_ram_bytes:,}",
+                  f"ops run in place: {len(a['in_place_ops'])}) + stack {r.stack_bytes:,} + static {r.static_ram_bytes:,}",
                   highlight=False)
     else:
         out.print(f"  flash = model {r.model_bytes:,} + TFLM runtime {r.runtime_bytes:,} ({', '.join(g.ops)}) "

@@ -9,6 +9,7 @@ rounding, TFLM with two); the AOT C follows TFLM, and the tests pin that down.
 from __future__ import annotations
 
 import json
+import zlib
 import shutil
 
 import numpy as np
@@ -22,13 +23,16 @@ from tinygen import analyze, aot, hostrun
 SAMPLES = 200
 
 
-def _tflm(model_bytes: bytes, xs: np.ndarray) -> np.ndarray:
+def _tflm(model_bytes: bytes, xs) -> np.ndarray:
+    """Output 0 of the tflite-micro interpreter, for an array of inputs or one array per model input."""
     from tflite_micro.python.tflite_micro import runtime
 
     it = runtime.Interpreter.from_bytes(model_bytes, arena_size=1 << 21)
+    batches = list(xs) if isinstance(xs, (list, tuple)) else [xs]
     outs = []
-    for x in xs:
-        it.set_input(x, 0)
+    for row in zip(*batches):
+        for k, x in enumerate(row):
+            it.set_input(x, k)
         it.invoke()
         outs.append(it.get_output(0).copy())
     return np.stack(outs)
@@ -90,6 +94,24 @@ def test_shared_models_are_bit_exact_on_the_host(shared_models, name, tmp_path):
     # every shared model ends in FULLY_CONNECTED, where TFLite 2.21 rounds once and TFLM twice
     lite = tflite_reference(model, xs).reshape(out.shape)
     assert np.array_equal(out != lite, micro != lite)
+
+
+@needs("cc")
+@pytest.mark.parametrize("op", ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D",
+                                "ADD", "MUL", "SOFTMAX", "LOGISTIC", "MEAN", "PAD", "CONCATENATION", "QUANTIZE"])
+def test_random_single_op_models_are_bit_exact(op, tmp_path):
+    """Models written with the schema directly: random shapes, strides, padding, dilation,
+    activations, and quantization no converter picks (scales from 2^-9 to 2, multipliers above
+    one, any zero point), with one or two model inputs."""
+    from tflite_builder import random_model
+
+    for seed in range(8):
+        rng = np.random.default_rng([zlib.crc32(op.encode()), seed])
+        model = random_model(op, rng)
+        hm, _, _ = hostrun.compile_model(model, op, tmp_path / str(seed))
+        xs = [rng.integers(-128, 128, size=(20,) + shape, dtype=np.int8) for _, shape in hm.inputs]
+        out, _ = hm.run(xs)
+        assert _differ(out, _tflm(model, xs)) == 0, f"{op}, seed {seed}"
 
 
 def test_an_op_without_a_kernel_is_named(tiny_models):

@@ -705,8 +705,6 @@ def render(program: Program, arena: ArenaPlan, model_name: str) -> dict[str, str
     from . import __version__
     from .project import _env
 
-    if len(program.inputs) != 1 or len(program.outputs) != 1:
-        raise AotError("tinygen's AOT runtime compiles models with one input and one output.")
     steps = []
     for s in program.steps:
         if s.kernel is None:
@@ -717,7 +715,9 @@ def render(program: Program, arena: ArenaPlan, model_name: str) -> dict[str, str
                       "params_type": s.params_type, "params": s.params, "call": _call(s, arena)})
     ctx = {"version": __version__, "model_name": model_name, "sha256": program.graph.sha256, "steps": steps,
            "weight_bytes": program.weight_bytes, "arena_bytes": arena.size, "arena_heuristic": arena.heuristic,
-           "input": _io(program, arena, program.inputs[0]), "output": _io(program, arena, program.outputs[0])}
+           "input": _io(program, arena, program.inputs[0]), "output": _io(program, arena, program.outputs[0]),
+           "inputs": [_io(program, arena, t) for t in program.inputs],
+           "outputs": [_io(program, arena, t) for t in program.outputs]}
     env = _env()
     return {"tg_model.h": env.get_template("aot/model.h.j2").render(ctx),
             "tg_model.c": env.get_template("aot/model.c.j2").render(ctx)}

@@ -22,26 +22,44 @@ class HostRunError(TinygenError):
 
 @dataclass
 class HostModel:
-    """A compiled host executable for one model, with its I/O layout."""
+    """A compiled host executable for one model: (dtype, shape) of each input and output."""
     exe: Path
-    input_dtype: np.dtype
-    input_shape: tuple[int, ...]
-    output_dtype: np.dtype
-    output_shape: tuple[int, ...]
+    inputs: list[tuple[np.dtype, tuple[int, ...]]]
+    outputs: list[tuple[np.dtype, tuple[int, ...]]]
     workdir: Path
 
-    def run(self, inputs: np.ndarray) -> tuple[np.ndarray, float]:
-        """Outputs for a batch of inputs, and wall-clock nanoseconds per inference."""
-        x = np.ascontiguousarray(np.asarray(inputs, dtype=self.input_dtype).reshape((-1,) + self.input_shape))
+    @property
+    def input_dtype(self) -> np.dtype:
+        return self.inputs[0][0]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.inputs[0][1]
+
+    def run(self, inputs) -> tuple[np.ndarray | list[np.ndarray], float]:
+        """Outputs for a batch of inputs (an array, or one array per model input), and the
+        wall-clock nanoseconds per inference. One output: an array; several: a list."""
+        batches = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if len(batches) != len(self.inputs):
+            raise HostRunError(f"The model takes {len(self.inputs)} inputs, not {len(batches)}.")
+        arrays = [np.asarray(b, dtype=dt).reshape((-1,) + shape) for b, (dt, shape) in zip(batches, self.inputs)]
+        n = len(arrays[0])
         fin, fout = self.workdir / "inputs.bin", self.workdir / "outputs.bin"
-        fin.write_bytes(x.tobytes())
+        fin.write_bytes(b"".join(a[i].tobytes() for i in range(n) for a in arrays))
         r = subprocess.run([str(self.exe), str(fin), str(fout)], capture_output=True, text=True)
         if r.returncode != 0:
             raise HostRunError(f"The host build of the model failed to run (exit {r.returncode}): "
                                f"{(r.stderr or r.stdout).strip()[:200]}")
         fields = dict(kv.split("=") for kv in r.stdout.split())
-        out = np.frombuffer(fout.read_bytes(), dtype=self.output_dtype).reshape((len(x),) + self.output_shape)
-        return out, float(fields["ns_per_inference"])
+        raw = fout.read_bytes()
+        sizes = [int(np.prod(shape)) * np.dtype(dt).itemsize for dt, shape in self.outputs]
+        per = sum(sizes)
+        outs = []
+        for k, (dt, shape) in enumerate(self.outputs):
+            at = sum(sizes[:k])
+            chunks = b"".join(raw[i * per + at:i * per + at + sizes[k]] for i in range(n))
+            outs.append(np.frombuffer(chunks, dtype=dt).reshape((n,) + shape))
+        return (outs[0] if len(outs) == 1 else outs), float(fields["ns_per_inference"])
 
 
 def compiler() -> str:
@@ -66,9 +84,8 @@ def build_host(files: dict[str, str], program: aot.Program, workdir: Path | None
     if r.returncode != 0:
         raise HostRunError(f"The host C compiler failed: {r.stderr.strip()[:400]}")
     g = program.graph
-    tin, tout = g.tensors[program.inputs[0]], g.tensors[program.outputs[0]]
-    dt = lambda t: np.dtype(np.float32 if t.dtype == "FLOAT32" else np.int8)  # noqa: E731
-    return HostModel(exe, dt(tin), tuple(tin.shape), dt(tout), tuple(tout.shape), workdir)
+    io = lambda t: (np.dtype(np.float32 if g.tensors[t].dtype == "FLOAT32" else np.int8), tuple(g.tensors[t].shape))  # noqa: E731
+    return HostModel(exe, [io(t) for t in program.inputs], [io(t) for t in program.outputs], workdir)
 
 
 def compile_model(model_bytes: bytes, name: str, workdir: Path | None = None) -> tuple[HostModel, aot.Program, aot.ArenaPlan]:

@@ -130,8 +130,9 @@ def sample_inputs(graph, data_path: Path | None, count: int) -> tuple[np.ndarray
     return quantize_samples(graph, np.asarray(ds.x[:count])), ds.source
 
 
-def tflite_reference(model_bytes: bytes, inputs: np.ndarray) -> np.ndarray | None:
-    """Outputs of TFLite's interpreter with its reference kernels; None if TFLite rejects the model."""
+def tflite_reference(model_bytes: bytes, inputs) -> np.ndarray | None:
+    """Output 0 of TFLite's interpreter with its reference kernels for a batch of inputs (an
+    array, or one array per model input); None if TFLite rejects the model."""
     from ._tf import quiet, tf
 
     try:
@@ -141,10 +142,14 @@ def tflite_reference(model_bytes: bytes, inputs: np.ndarray) -> np.ndarray | Non
             it.allocate_tensors()
     except Exception:
         return None
-    i, o = it.get_input_details()[0], it.get_output_details()[0]
+    batches = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    details, o = it.get_input_details(), it.get_output_details()[0]
+    if len(details) != len(batches):
+        return None
     outs = []
-    for x in inputs:
-        it.set_tensor(i["index"], np.asarray(x).reshape(i["shape"]))
+    for xs in zip(*batches):
+        for d, x in zip(details, xs):
+            it.set_tensor(d["index"], np.asarray(x).reshape(d["shape"]))
         it.invoke()
         outs.append(it.get_tensor(o["index"]).copy())
     return np.stack(outs)

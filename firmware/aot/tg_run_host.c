@@ -1,9 +1,9 @@
 // tg_run_host.c: runs an AOT-compiled model on the host, for `tinygen run --board host`
-// and for tests: reads N inputs back to back from argv[1], writes the N outputs back to
-// back to argv[2], and prints the wall-clock nanoseconds per inference.
+// and for tests. Reads inference after inference from argv[1] (each one: every input's
+// bytes, in order), writes each inference's outputs, in order, to argv[2], and prints the
+// wall-clock nanoseconds per inference.
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
-#include <string.h>
 #include <time.h>
 
 #include "tg_model.h"
@@ -12,6 +12,14 @@ static double now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+// Reads one inference's inputs straight into the arena; 0 at the end of the file.
+static int read_inputs(FILE* in) {
+  for (int i = 0; i < TG_MODEL_INPUT_COUNT; i++) {
+    if (fread(tg_model_input(i), 1, tg_model_input_bytes[i], in) != tg_model_input_bytes[i]) return 0;
+  }
+  return 1;
 }
 
 int main(int argc, char** argv) {
@@ -25,17 +33,17 @@ int main(int argc, char** argv) {
     perror("tg_run_host");
     return 2;
   }
-  static unsigned char input[TG_MODEL_INPUT_BYTES];
   unsigned long count = 0;
   double busy = 0;
-  while (fread(input, 1, sizeof(input), in) == sizeof(input)) {
-    memcpy(tg_model_input(), input, sizeof(input));
+  while (read_inputs(in)) {
     const double start = now_ns();
     tg_model_invoke();
     busy += now_ns() - start;
-    if (fwrite(tg_model_output(), 1, TG_MODEL_OUTPUT_BYTES, out) != TG_MODEL_OUTPUT_BYTES) {
-      perror("tg_run_host");
-      return 2;
+    for (int o = 0; o < TG_MODEL_OUTPUT_COUNT; o++) {
+      if (fwrite(tg_model_output(o), 1, tg_model_output_bytes[o], out) != tg_model_output_bytes[o]) {
+        perror("tg_run_host");
+        return 2;
+      }
     }
     count++;
   }

@@ -350,6 +350,8 @@ def run_cmd(
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Keep the firmware project here (default: a temporary folder, removed)."),
     tflm_root: Optional[Path] = typer.Option(None, "--tflm-root", envvar="TFLM_ROOT", help="With --runtime tflm: a tflite-micro checkout."),
     timeout: float = typer.Option(900.0, "--timeout", help="Seconds the firmware may run in QEMU."),
+    layers: bool = typer.Option(False, "--layers", help="Also time each layer (AOT in QEMU): a table, and `layers` in the JSON."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="With --layers: write the ticks per layer as a PNG."),
     as_json: bool = JsonOpt,
 ):
     """Build a model's firmware and run it without a board: in QEMU, or on this machine.
@@ -374,12 +376,18 @@ def run_cmd(
                            f"{input_source} inputs, `tinygen build --input {input_source}` and `tinygen monitor`."))
     try:
         with _steps(as_json) as progress:
-            report = run(board, model, data, runtime, vectors, out_dir, tflm_root, progress, timeout)
+            report = run(board, model, data, runtime, vectors, out_dir, tflm_root, progress, timeout,
+                         layers=layers or plot is not None)
     except TinygenError as e:
         _fail(e)
     except KeyboardInterrupt:
         err.print("interrupted.")
         raise typer.Exit(130)
+    if plot is not None and report.layers:
+        from .plots import layer_ticks_png
+
+        layer_ticks_png(report, plot)
+        err.print(f"Wrote {plot}", highlight=False)
     if as_json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -411,6 +419,14 @@ def _render_run(r) -> None:
     if r.ticks_per_inference is not None:
         extra = (f" = {r.instructions_per_inference:,} instructions" if r.instructions_per_inference else "")
         out.print(f"  per inference: {r.ticks_per_inference:,} ticks{extra}; {r.tick_unit}", highlight=False)
+    if r.layers:
+        total = sum(l["ticks"] for l in r.layers) or 1
+        lt = Table(title="Ticks per layer (first test vector)", title_justify="left")
+        for c in ("op", "kernel", "ticks", "share"):
+            lt.add_column(c, justify="left" if c == "kernel" else "right")
+        for l in r.layers:
+            lt.add_row(str(l["op_index"]), l["op"], f"{l['ticks']:,}", f"{l['ticks'] / total:.1%}")
+        out.print(lt)
     if r.out_dir is not None:
         out.print(f"Kept the firmware project in {r.out_dir}/")
 

@@ -33,10 +33,12 @@ class RunResult:
     lines: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     stack_used_bytes: int | None = None
+    layers: list[tuple[int, int]] = field(default_factory=list)   # (op index, cycles), with PROFILE_LAYERS
 
 
 def compile_project(project: Path, tflm_root: Path | None, sdk: dict | None = None,
-                    sdk_root: Path | None = None, jobs: int | None = None, needs_tflm: bool = True) -> ImageSize:
+                    sdk_root: Path | None = None, jobs: int | None = None, needs_tflm: bool = True,
+                    make_args: list[str] | None = None) -> ImageSize:
     """`make` in the project folder. The log goes to build/make.log."""
     if shutil.which("arm-none-eabi-gcc") is None:
         raise FirmwareError("arm-none-eabi-gcc is not installed; on Debian/Ubuntu: apt-get install "
@@ -46,7 +48,8 @@ def compile_project(project: Path, tflm_root: Path | None, sdk: dict | None = No
                             "to a tflite-micro checkout (git clone https://github.com/tensorflow/tflite-micro).")
     if needs_tflm and not (tflm_root / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").exists():
         raise FirmwareError(f"{tflm_root} is not a tflite-micro checkout (no tensorflow/lite/micro/micro_interpreter.h).")
-    args = ["make", f"-j{jobs or os.cpu_count() or 1}"] + ([f"TFLM_ROOT={tflm_root}"] if needs_tflm else [])
+    args = (["make", f"-j{jobs or os.cpu_count() or 1}"] + ([f"TFLM_ROOT={tflm_root}"] if needs_tflm else [])
+            + list(make_args or []))
     if sdk:
         if sdk_root is None:
             raise FirmwareError(f"This board's firmware needs {sdk['name']}: set {sdk['variable']} to it.")

@@ -36,3 +36,27 @@ def layer_memory_png(report, path: Path) -> None:
     fig.savefig(tmp)
     plt.close(fig)
     tmp.replace(path)
+
+
+def layer_ticks_png(report, path: Path) -> None:
+    """Per layer of an AOT model: ticks in QEMU for the first test vector (`tinygen run --layers`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = report.layers
+    labels = [f"{l['op_index']} {l['op']}" for l in layers]
+    ticks = [l["ticks"] for l in layers]
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(layers) + 3), 4.5), dpi=120)
+    ax.bar(range(len(layers)), ticks, color="#4c72b0")
+    ax.set_xticks(range(len(layers)))
+    ax.set_xticklabels(labels, rotation=70, ha="right", fontsize=7)
+    ax.set_ylabel("ticks")
+    ax.set_title(f"{report.runtime} on {report.board}: {sum(ticks):,} ticks per inference "
+                 "(QEMU -icount SysTick, not a real chip's cycles)", fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)

@@ -98,6 +98,8 @@ def run(elf: Path, machine: str = "mps2-an386", timeout: float = 600.0,
                         on_line(ev)
                         if ev.kind == "boot":
                             result.arena_used_bytes = ev.int("arena_used_bytes")
+                        elif ev.kind == "layer":
+                            result.layers.append((ev.int("op", 0), ev.int("cycles", 0)))
                         elif ev.kind == "inf":
                             result.cycles.append(ev.int("cycles", 0))
                         elif ev.kind == "done":

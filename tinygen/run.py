@@ -36,6 +36,7 @@ class RunReport:
     out_dir: Path | None = None
     tflite_mismatches: int | None = None
     warnings: list[str] = field(default_factory=list)
+    layers: list[dict] = field(default_factory=list)   # with --layers: op index, op, ticks, for the first input
 
     @property
     def ticks_per_inference(self) -> int | None:
@@ -57,6 +58,7 @@ class RunReport:
             "instructions_per_inference": self.instructions_per_inference,
             "ticks": self.ticks, "estimate": self.estimate,
             "out": str(self.out_dir) if self.out_dir else None, "warnings": self.warnings,
+            **({"layers": self.layers} if self.layers else {}),
         }
 
 
@@ -66,7 +68,7 @@ def _noop(step: str, done: int | None = None, total: int | None = None) -> None:
 
 def run(board_id: str, model_path: Path | None, data_path: Path | None = None, runtime: str = "aot",
         vectors: int = 10, out_dir: Path | None = None, tflm_root: Path | None = None,
-        progress: Progress = _noop, timeout: float = 900.0) -> RunReport:
+        progress: Progress = _noop, timeout: float = 900.0, layers: bool = False) -> RunReport:
     if runtime not in ("aot", "tflm"):
         raise TinygenError(f"--runtime must be aot or tflm, not '{runtime}'.")
     if board_id == HOST:
@@ -74,10 +76,13 @@ def run(board_id: str, model_path: Path | None, data_path: Path | None = None, r
             raise TinygenError("--board host runs tinygen's AOT C on this machine; TFLM firmware needs "
                                "--board mps2-an386 (or a real board).")
         return _run_host(model_path, data_path, vectors, progress)
-    return _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_root, progress, timeout)
+    if layers and runtime != "aot":
+        raise TinygenError("--layers times each kernel call of tinygen's AOT C; it needs --runtime aot.")
+    return _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_root, progress, timeout, layers)
 
 
-def _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_root, progress, timeout) -> RunReport:
+def _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_root, progress, timeout,
+              layers=False) -> RunReport:
     from . import qemu
     from .boards import load_board
     from .build import build
@@ -96,7 +101,8 @@ def _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_r
         if not result.report.fits:
             raise TinygenError(f"The model does not fit {board.id}: {result.report.advice()}")
         progress("Compiling the firmware" + ("" if runtime == "aot" else " (TFLM's first build takes minutes)"), None, None)
-        size = compile_project(out_dir, tflm_root, port.sdk, None, needs_tflm=runtime == "tflm")
+        size = compile_project(out_dir, tflm_root, port.sdk, None, needs_tflm=runtime == "tflm",
+                               make_args=["PROFILE_LAYERS=1"] if layers else None)
         progress("Running in QEMU (-icount shift=0)", None, None)
         machine = port.run[port.run.index("-M") + 1]
         rr = qemu.run(out_dir / "build" / "firmware.elf", machine, timeout)
@@ -106,6 +112,7 @@ def _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_r
         if not keep:
             shutil.rmtree(out_dir, ignore_errors=True)
     r = result.report
+    ops = {o.index: o.op for o in r.graph.operators}
     return RunReport(
         board=board.id, runtime=runtime, vectors=rr.vectors, mismatches=rr.mismatches,
         arena_bytes=rr.arena_used_bytes or 0, flash_bytes=size.text + size.data, ticks=rr.cycles,
@@ -114,6 +121,7 @@ def _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_r
         reference="tflite-micro", stack_used_bytes=rr.stack_used_bytes, sram_bytes=size.data + size.bss,
         estimate={"flash_bytes": r.flash.total_bytes, "arena_bytes": r.arena_bytes, "sram_bytes": r.sram.total_bytes},
         out_dir=out_dir if keep else None, warnings=result.warnings,
+        layers=[{"op_index": i, "op": ops.get(i, "?"), "ticks": c} for i, c in rr.layers],
     )
 
 

@@ -9,9 +9,22 @@
 #include "tg_fixedpoint.h"
 #include "tg_kernels.h"
 
-static inline int8_t requantize(const tg_conv_params* p, int32_t acc, int32_t channel) {
-  acc = tg_mbqm(acc, p->multiplier[channel], p->shift[channel]) + p->out_offset;
-  return (int8_t)tg_clamp32(acc, p->act_min, p->act_max);
+// The output stage, its constants copied out of the parameter block once per pixel: every
+// int8 store may alias the block, so reading p-> fields after one costs a reload.
+typedef struct {
+  const int32_t* multiplier;
+  const int32_t* shift;
+  int32_t out_offset, act_min, act_max;
+} output_stage;
+
+static inline output_stage output_stage_of(const tg_conv_params* p) {
+  output_stage o = {p->multiplier, p->shift, p->out_offset, p->act_min, p->act_max};
+  return o;
+}
+
+static inline int8_t requantize(const output_stage* o, int32_t acc, int32_t channel) {
+  acc = tg_mbqm(acc, o->multiplier[channel], o->shift[channel]) + o->out_offset;
+  return (int8_t)tg_clamp32(acc, o->act_min, o->act_max);
 }
 
 // Output rows/columns [lo, hi) whose windows lie wholly inside the input.
@@ -25,8 +38,38 @@ static void interior(int32_t out, int32_t in, int32_t k, int32_t stride, int32_t
 }
 
 
-// One output pixel, every channel, by the reference's per-tap path (windows over the border).
+// The taps [lo, hi) of a window starting at `origin` that fall inside [0, size) (no dilation).
+static inline void clip(int32_t origin, int32_t k, int32_t size, int32_t* lo, int32_t* hi) {
+  *lo = origin < 0 ? -origin : 0;
+  *hi = origin + k > size ? size - origin : k;
+}
+
+static inline int32_t sum_s8(const int8_t* a, int32_t n) {
+  int32_t s = 0;
+  for (int32_t i = 0; i < n; i++) s += a[i];
+  return s;
+}
+
+// One output pixel, every channel, window over the border: the reference's sum over the taps
+// inside the image, as dot(filter, input) + in_offset * sum(filter) over each clipped row.
 static void conv_border_pixel(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* out) {
+  const output_stage o = output_stage_of(p);
+  if (p->in_c == p->filter_c && p->dilation_h == 1 && p->dilation_w == 1) {
+    int32_t ky0, ky1, kx0, kx1;
+    clip(y0, p->k_h, p->in_h, &ky0, &ky1);
+    clip(x0, p->k_w, p->in_w, &kx0, &kx1);
+    const int32_t filter_row = p->k_w * p->in_c, n = (kx1 - kx0) * p->in_c;
+    for (int32_t oc = 0; oc < p->out_c; oc++) {
+      const int8_t* filter = p->filter + oc * p->k_h * filter_row + kx0 * p->in_c;
+      int32_t acc = p->bias ? p->bias[oc] : 0;
+      for (int32_t ky = ky0; ky < ky1; ky++) {
+        const int8_t* f = filter + ky * filter_row;
+        acc += tg_dot_s8(f, in + ((y0 + ky) * p->in_w + x0 + kx0) * p->in_c, n) + p->in_offset * sum_s8(f, n);
+      }
+      out[oc] = requantize(&o, acc, oc);
+    }
+    return;
+  }
   const int32_t filters_per_group = p->out_c / (p->in_c / p->filter_c);
   const int32_t filter_row = p->k_w * p->filter_c;
   for (int32_t oc = 0; oc < p->out_c; oc++) {
@@ -44,12 +87,13 @@ static void conv_border_pixel(const tg_conv_params* p, const int8_t* in, int32_t
         for (int32_t ic = 0; ic < p->filter_c; ic++) acc += taps[ic] * (pixel[ic] + p->in_offset);
       }
     }
-    out[oc] = requantize(p, acc, oc);
+    out[oc] = requantize(&o, acc, oc);
   }
 }
 
 // One output pixel whose window is inside the image: folded bias plus plain dot products.
 static void conv_inside_pixel(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* out) {
+  const output_stage o = output_stage_of(p);
   const int32_t groups = p->in_c / p->filter_c;
   const int32_t filter_row = p->k_w * p->filter_c;
   const int32_t filter_size = p->k_h * filter_row;
@@ -65,14 +109,14 @@ static void conv_inside_pixel(const tg_conv_params* p, const int8_t* in, int32_t
         tg_dot2_s8(f0 + ky * filter_row, f0 + filter_size + ky * filter_row, window + ky * row_step, filter_row,
                    &acc0, &acc1);
       }
-      out[oc] = requantize(p, acc0, oc);
-      out[oc + 1] = requantize(p, acc1, oc + 1);
+      out[oc] = requantize(&o, acc0, oc);
+      out[oc + 1] = requantize(&o, acc1, oc + 1);
     }
     for (; oc < p->out_c; oc++) {
       const int8_t* f = p->filter + oc * filter_size;
       int32_t acc = p->folded_bias[oc];
       for (int32_t ky = 0; ky < p->k_h; ky++) acc += tg_dot_s8(f + ky * filter_row, window + ky * row_step, filter_row);
-      out[oc] = requantize(p, acc, oc);
+      out[oc] = requantize(&o, acc, oc);
     }
     return;
   }
@@ -87,7 +131,41 @@ static void conv_inside_pixel(const tg_conv_params* p, const int8_t* in, int32_t
                          group_window + ky * row_step + kx * p->dilation_w * p->in_c, p->filter_c);
       }
     }
-    out[oc] = requantize(p, acc, oc);
+    out[oc] = requantize(&o, acc, oc);
+  }
+}
+
+// Two horizontally adjacent output pixels, both windows inside the image, no groups and no
+// horizontal dilation: two filters by two windows per pass, so every load serves twice.
+static void conv_inside_pixel_pair(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* out) {
+  const output_stage o = output_stage_of(p);
+  const int32_t filter_row = p->k_w * p->filter_c;
+  const int32_t filter_size = p->k_h * filter_row;
+  const int8_t* w0 = in + (y0 * p->in_w + x0) * p->in_c;
+  const int8_t* w1 = w0 + p->stride_w * p->in_c;
+  const int32_t row_step = p->dilation_h * p->in_w * p->in_c;
+  int8_t* out1 = out + p->out_c;
+  int32_t oc = 0;
+  for (; oc + 2 <= p->out_c; oc += 2) {
+    const int8_t* f0 = p->filter + oc * filter_size;
+    int32_t acc[4] = {p->folded_bias[oc], p->folded_bias[oc], p->folded_bias[oc + 1], p->folded_bias[oc + 1]};
+    for (int32_t ky = 0; ky < p->k_h; ky++) {
+      tg_dot2x2_s8(f0 + ky * filter_row, f0 + filter_size + ky * filter_row, w0 + ky * row_step, w1 + ky * row_step,
+                   filter_row, acc);
+    }
+    out[oc] = requantize(&o, acc[0], oc);
+    out1[oc] = requantize(&o, acc[1], oc);
+    out[oc + 1] = requantize(&o, acc[2], oc + 1);
+    out1[oc + 1] = requantize(&o, acc[3], oc + 1);
+  }
+  for (; oc < p->out_c; oc++) {
+    const int8_t* f = p->filter + oc * filter_size;
+    int32_t acc0 = p->folded_bias[oc], acc1 = p->folded_bias[oc];
+    for (int32_t ky = 0; ky < p->k_h; ky++) {
+      tg_dot2_s8(w0 + ky * row_step, w1 + ky * row_step, f + ky * filter_row, filter_row, &acc0, &acc1);
+    }
+    out[oc] = requantize(&o, acc0, oc);
+    out1[oc] = requantize(&o, acc1, oc);
   }
 }
 
@@ -95,11 +173,17 @@ void tg_conv2d(const tg_conv_params* p, const int8_t* in, int8_t* out) {
   int32_t y_lo, y_hi, x_lo, x_hi;
   interior(p->out_h, p->in_h, p->k_h, p->stride_h, p->dilation_h, p->pad_h, &y_lo, &y_hi);
   interior(p->out_w, p->in_w, p->k_w, p->stride_w, p->dilation_w, p->pad_w, &x_lo, &x_hi);
+  const int pairs = p->in_c == p->filter_c && p->dilation_w == 1;
   for (int32_t oy = 0; oy < p->out_h; oy++) {
     const int32_t y0 = oy * p->stride_h - p->pad_h;
     for (int32_t ox = 0; ox < p->out_w; ox++, out += p->out_c) {
       const int32_t x0 = ox * p->stride_w - p->pad_w;
-      if (oy >= y_lo && oy < y_hi && ox >= x_lo && ox < x_hi) {
+      const int row_inside = oy >= y_lo && oy < y_hi;
+      if (pairs && row_inside && ox >= x_lo && ox + 1 < x_hi) {
+        conv_inside_pixel_pair(p, in, y0, x0, out);
+        ox++;
+        out += p->out_c;
+      } else if (row_inside && ox >= x_lo && ox < x_hi) {
         conv_inside_pixel(p, in, y0, x0, out);
       } else {
         conv_border_pixel(p, in, y0, x0, out);
@@ -108,42 +192,92 @@ void tg_conv2d(const tg_conv_params* p, const int8_t* in, int8_t* out) {
   }
 }
 
+// One output pixel of a depthwise convolution, window inside the image: channels four at a
+// time (depth multiplier 1), each tap one word of input and one of filter.
+static void depthwise_inside_pixel(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* out) {
+  const output_stage o = output_stage_of(p);
+  const int32_t tap_x = p->dilation_w * p->in_c, tap_y = p->dilation_h * p->in_w * p->in_c;
+  const int8_t* window = in + (y0 * p->in_w + x0) * p->in_c;
+  int32_t c = 0;
+  if (p->depth_multiplier == 1) {
+    for (; c + 4 <= p->in_c; c += 4) {
+      int32_t acc[4] = {p->folded_bias[c], p->folded_bias[c + 1], p->folded_bias[c + 2], p->folded_bias[c + 3]};
+      const int8_t* taps = p->filter + c;
+      const int8_t* row = window + c;
+      for (int32_t ky = 0; ky < p->k_h; ky++, row += tap_y) {
+        const int8_t* x = row;
+        for (int32_t kx = 0; kx < p->k_w; kx++, x += tap_x, taps += p->out_c) tg_mac4_s8(x, taps, acc);
+      }
+      for (int k = 0; k < 4; k++) out[c + k] = requantize(&o, acc[k], c + k);
+    }
+  }
+  for (int32_t ic = c; ic < p->in_c; ic++) {
+    for (int32_t m = 0; m < p->depth_multiplier; m++) {
+      const int32_t oc = ic * p->depth_multiplier + m;
+      int32_t acc = p->folded_bias[oc];
+      const int8_t* row = window + ic;
+      const int8_t* taps = p->filter + oc;
+      for (int32_t ky = 0; ky < p->k_h; ky++, row += tap_y) {
+        const int8_t* x = row;
+        for (int32_t kx = 0; kx < p->k_w; kx++, x += tap_x, taps += p->out_c) acc += *taps * *x;
+      }
+      out[oc] = requantize(&o, acc, oc);
+    }
+  }
+}
+
+// One output pixel of a depthwise convolution whose window overhangs the border: the
+// reference's sum over the taps inside the image, over the clipped window.
+static void depthwise_border_pixel(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* out) {
+  const output_stage o = output_stage_of(p);
+  if (p->dilation_h == 1 && p->dilation_w == 1) {
+    int32_t ky0, ky1, kx0, kx1;
+    clip(y0, p->k_h, p->in_h, &ky0, &ky1);
+    clip(x0, p->k_w, p->in_w, &kx0, &kx1);
+    for (int32_t ic = 0; ic < p->in_c; ic++) {
+      for (int32_t m = 0; m < p->depth_multiplier; m++) {
+        const int32_t oc = ic * p->depth_multiplier + m;
+        int32_t acc = p->bias ? p->bias[oc] : 0;
+        for (int32_t ky = ky0; ky < ky1; ky++) {
+          const int8_t* x = in + ((y0 + ky) * p->in_w + x0 + kx0) * p->in_c + ic;
+          const int8_t* f = p->filter + (ky * p->k_w + kx0) * p->out_c + oc;
+          for (int32_t kx = kx0; kx < kx1; kx++, x += p->in_c, f += p->out_c) acc += *f * (*x + p->in_offset);
+        }
+        out[oc] = requantize(&o, acc, oc);
+      }
+    }
+    return;
+  }
+  for (int32_t ic = 0; ic < p->in_c; ic++) {
+    for (int32_t m = 0; m < p->depth_multiplier; m++) {
+      const int32_t oc = ic * p->depth_multiplier + m;
+      int32_t acc = p->bias ? p->bias[oc] : 0;
+      for (int32_t ky = 0; ky < p->k_h; ky++) {
+        const int32_t y = y0 + ky * p->dilation_h;
+        if (y < 0 || y >= p->in_h) continue;
+        for (int32_t kx = 0; kx < p->k_w; kx++) {
+          const int32_t x = x0 + kx * p->dilation_w;
+          if (x < 0 || x >= p->in_w) continue;
+          acc += p->filter[(ky * p->k_w + kx) * p->out_c + oc] * (in[(y * p->in_w + x) * p->in_c + ic] + p->in_offset);
+        }
+      }
+      out[oc] = requantize(&o, acc, oc);
+    }
+  }
+}
+
 void tg_depthwise_conv2d(const tg_conv_params* p, const int8_t* in, int8_t* out) {
   int32_t y_lo, y_hi, x_lo, x_hi;
   interior(p->out_h, p->in_h, p->k_h, p->stride_h, p->dilation_h, p->pad_h, &y_lo, &y_hi);
   interior(p->out_w, p->in_w, p->k_w, p->stride_w, p->dilation_w, p->pad_w, &x_lo, &x_hi);
-  const int32_t tap_step_x = p->dilation_w * p->in_c, tap_step_y = p->dilation_h * p->in_w * p->in_c;
   for (int32_t oy = 0; oy < p->out_h; oy++) {
     const int32_t y0 = oy * p->stride_h - p->pad_h;
-    for (int32_t ox = 0; ox < p->out_w; ox++) {
+    for (int32_t ox = 0; ox < p->out_w; ox++, out += p->out_c) {
       const int32_t x0 = ox * p->stride_w - p->pad_w;
-      const int inside = oy >= y_lo && oy < y_hi && ox >= x_lo && ox < x_hi;
-      for (int32_t ic = 0; ic < p->in_c; ic++) {
-        for (int32_t m = 0; m < p->depth_multiplier; m++) {
-          const int32_t oc = ic * p->depth_multiplier + m;
-          int32_t acc;
-          if (inside) {
-            acc = p->folded_bias[oc];
-            const int8_t* window = in + (y0 * p->in_w + x0) * p->in_c + ic;
-            const int8_t* taps = p->filter + oc;
-            for (int32_t ky = 0; ky < p->k_h; ky++, window += tap_step_y) {
-              const int8_t* x = window;
-              for (int32_t kx = 0; kx < p->k_w; kx++, x += tap_step_x, taps += p->out_c) acc += *taps * *x;
-            }
-          } else {
-            acc = p->bias ? p->bias[oc] : 0;
-            for (int32_t ky = 0; ky < p->k_h; ky++) {
-              const int32_t y = y0 + ky * p->dilation_h;
-              if (y < 0 || y >= p->in_h) continue;
-              for (int32_t kx = 0; kx < p->k_w; kx++) {
-                const int32_t x = x0 + kx * p->dilation_w;
-                if (x < 0 || x >= p->in_w) continue;
-                acc += p->filter[(ky * p->k_w + kx) * p->out_c + oc] * (in[(y * p->in_w + x) * p->in_c + ic] + p->in_offset);
-              }
-            }
-          }
-          *out++ = requantize(p, acc, oc);
-        }
+      if (oy >= y_lo && oy < y_hi && ox >= x_lo && ox < x_hi) {
+        depthwise_inside_pixel(p, in, y0, x0, out);
+      } else {
+        depthwise_border_pixel(p, in, y0, x0, out);
       }
     }
   }

@@ -21,12 +21,12 @@ static inline int32_t tg_clamp32(int32_t x, int32_t lo, int32_t hi) { return x <
 static inline int32_t tg_wadd(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
 static inline int32_t tg_wsub(int32_t a, int32_t b) { return (int32_t)((uint32_t)a - (uint32_t)b); }
 
-// round(a * b / 2^31), saturating the one overflowing case (ARM's VQRDMULH).
+// round(a * b / 2^31), saturating the one overflowing case (ARM's VQRDMULH). gemmlowp adds
+// a sign-dependent nudge and truncates; adding 2^30 and shifting (flooring) is the same
+// integer for every product, and cheaper.
 static inline int32_t tg_srdhm(int32_t a, int32_t b) {
   if (a == b && a == TG_INT32_MIN) return TG_INT32_MAX;
-  const int64_t ab = (int64_t)a * (int64_t)b;
-  const int32_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
-  return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+  return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
 // x / 2^exponent, rounded to nearest with ties away from zero.

@@ -200,15 +200,30 @@ static void depthwise_inside_pixel(const tg_conv_params* p, const int8_t* in, in
   const int8_t* window = in + (y0 * p->in_w + x0) * p->in_c;
   int32_t c = 0;
   if (p->depth_multiplier == 1) {
-    for (; c + 4 <= p->in_c; c += 4) {
-      int32_t acc[4] = {p->folded_bias[c], p->folded_bias[c + 1], p->folded_bias[c + 2], p->folded_bias[c + 3]};
-      const int8_t* taps = p->filter + c;
+    // locals, not p->: the int8 stores below may alias the parameter block
+    const int32_t channels = p->in_c, k_h = p->k_h, k_w = p->k_w;
+    const int32_t* folded_bias = p->folded_bias;
+    const int8_t* filter = p->filter;
+    for (; c + 4 <= channels; c += 4) {
+      int32_t acc[4] = {folded_bias[c], folded_bias[c + 1], folded_bias[c + 2], folded_bias[c + 3]};
+      const int8_t* taps = filter + c;
       const int8_t* row = window + c;
-      for (int32_t ky = 0; ky < p->k_h; ky++, row += tap_y) {
-        const int8_t* x = row;
-        for (int32_t kx = 0; kx < p->k_w; kx++, x += tap_x, taps += p->out_c) tg_mac4_s8(x, taps, acc);
+      if (k_h == 3 && k_w == 3) {  // MobileNet's and DS-CNN's case, unrolled
+        for (int32_t ky = 0; ky < 3; ky++, row += tap_y, taps += 3 * channels) {
+          tg_mac4_s8(row, taps, acc);
+          tg_mac4_s8(row + tap_x, taps + channels, acc);
+          tg_mac4_s8(row + 2 * tap_x, taps + 2 * channels, acc);
+        }
+      } else {
+        for (int32_t ky = 0; ky < k_h; ky++, row += tap_y) {
+          const int8_t* x = row;
+          for (int32_t kx = 0; kx < k_w; kx++, x += tap_x, taps += channels) tg_mac4_s8(x, taps, acc);
+        }
       }
-      for (int k = 0; k < 4; k++) out[c + k] = requantize(&o, acc[k], c + k);
+      out[c] = requantize(&o, acc[0], c);
+      out[c + 1] = requantize(&o, acc[1], c + 1);
+      out[c + 2] = requantize(&o, acc[2], c + 2);
+      out[c + 3] = requantize(&o, acc[3], c + 3);
     }
   }
   for (int32_t ic = c; ic < p->in_c; ic++) {

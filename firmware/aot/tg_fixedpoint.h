@@ -31,7 +31,7 @@ static inline int32_t tg_srdhm(int32_t a, int32_t b) {
 
 // x / 2^exponent, rounded to nearest with ties away from zero.
 static inline int32_t tg_rdbpot(int32_t x, int exponent) {
-  const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+  const int32_t mask = (int32_t)((1u << exponent) - 1u);  // exponent <= 31
   const int32_t remainder = x & mask;
   const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
   return (x >> exponent) + (remainder > threshold ? 1 : 0);

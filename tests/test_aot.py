@@ -94,6 +94,10 @@ def test_shared_models_are_bit_exact_on_the_host(shared_models, name, tmp_path):
     # every shared model ends in FULLY_CONNECTED, where TFLite 2.21 rounds once and TFLM twice
     lite = tflite_reference(model, xs).reshape(out.shape)
     assert np.array_equal(out != lite, micro != lite)
+    # --match tflite: TFLite's arithmetic instead, exactly
+    hm, _, _ = hostrun.compile_model(model, name, tmp_path / "tflite", match="tflite")
+    out, _ = hm.run(xs)
+    assert _differ(out, lite) == 0
 
 
 @needs("cc")
@@ -105,6 +109,8 @@ def test_random_single_op_models_are_bit_exact(op, tmp_path):
     one, any zero point), with one or two model inputs."""
     from tflite_builder import random_model
 
+    from tinygen.run import tflite_reference
+
     for seed in range(8):
         rng = np.random.default_rng([zlib.crc32(op.encode()), seed])
         model = random_model(op, rng)
@@ -112,6 +118,10 @@ def test_random_single_op_models_are_bit_exact(op, tmp_path):
         xs = [rng.integers(-128, 128, size=(20,) + shape, dtype=np.int8) for _, shape in hm.inputs]
         out, _ = hm.run(xs)
         assert _differ(out, _tflm(model, xs)) == 0, f"{op}, seed {seed}"
+        if op == "FULLY_CONNECTED":  # the one op where TFLite's arithmetic differs: --match tflite
+            hm, _, _ = hostrun.compile_model(model, op, tmp_path / f"{seed}-tflite", match="tflite")
+            out, _ = hm.run(xs)
+            assert _differ(out, tflite_reference(model, xs)) == 0, f"{op}, seed {seed}, --match tflite"
 
 
 def test_an_op_without_a_kernel_is_named(tiny_models):
@@ -173,6 +183,16 @@ def test_host_run_json(shared_models):
         assert key in j
     assert j["board"] == "host" and j["runtime"] == "aot" and j["vectors"] == 5 and j["mismatches"] == 0
     assert j["reference"] == "tflite-micro"
+    r = cli("run", "--board", "host", "--model", shared_models / "ad01_int8.tflite", "--match", "tflite",
+            "--vectors", "5", "--json")
+    j = json.loads(r.stdout)
+    assert r.returncode == 0 and j["reference"] == "tflite" and j["mismatches"] == 0
+
+
+def test_match_needs_the_aot_runtime(shared_models):
+    line = assert_one_sentence_error(cli("build", "--board", "mps2-an386", "--model", shared_models / "ad01_int8.tflite",
+                                         "--match", "tflite", "--no-project"))
+    assert "--runtime aot" in line
 
 
 def test_fit_knows_the_aot_runtime(shared_models):

@@ -43,6 +43,9 @@ KERNELS = {
 }
 ALIAS_OPS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}
 ALIGN = 4   # int8 buffers need none; float ones (QUANTIZE in, DEQUANTIZE out) need 4
+# Whose arithmetic to reproduce where the interpreters differ: TFLite 2.21 requantizes
+# FULLY_CONNECTED with one rounding, TFLite Micro (and TFLite's other int8 kernels) with two.
+MATCHES = ("tflm", "tflite")
 
 
 class AotError(TinygenError):
@@ -179,8 +182,9 @@ _NP = {"INT8": np.int8, "INT32": np.int32, "FLOAT32": np.float32, "INT64": np.in
 
 
 class _Lowering:
-    def __init__(self, graph: Graph, model_bytes: bytes):
+    def __init__(self, graph: Graph, model_bytes: bytes, match: str = "tflm"):
         self.g = graph
+        self.match = match
         self.data = _buffers_data(model_bytes)
         self.steps: list[Step] = []
         self.aliases: dict[int, int] = {}
@@ -324,7 +328,7 @@ class _Lowering:
             arrays.append((f"{k}_folded_bias", "int32_t", folded))
         params = dict(batches=batches, in_depth=in_depth, out_depth=out_depth, in_offset=-zp_in,
                       filter_offset=-filter_zp, out_offset=zp_out, act_min=lo, act_max=hi,
-                      per_channel=int(per_channel), filter=f"{k}_filter", bias=f"{k}_bias" if b >= 0 else "NULL",
+                      per_channel=int(per_channel), single_rounding=int(self.match == "tflite"), filter=f"{k}_filter", bias=f"{k}_bias" if b >= 0 else "NULL",
                       multiplier=f"{k}_multiplier", shift=f"{k}_shift",
                       folded_bias=f"{k}_folded_bias" if filter_zp == 0 else "NULL")
         self._step(o, "tg_fully_connected_params", params, arrays, [x], y,
@@ -550,11 +554,14 @@ def _c_float(v: float) -> str:
     return f"{float(np.float32(v)):.9e}f"
 
 
-def lower(graph: Graph, model_bytes: bytes) -> Program:
-    """The graph as kernel calls. An AotError names the first thing the AOT runtime cannot run."""
+def lower(graph: Graph, model_bytes: bytes, match: str = "tflm") -> Program:
+    """The graph as kernel calls, bit-exact with TFLite Micro (match "tflm") or with TFLite's
+    reference kernels ("tflite"). An AotError names the first thing the AOT runtime cannot run."""
+    if match not in MATCHES:
+        raise AotError(f"--match must be one of {', '.join(MATCHES)}, not '{match}'.")
     if graph.subgraph_count != 1:
         raise AotError(f"The model has {graph.subgraph_count} subgraphs; tinygen's AOT runtime compiles one.")
-    low = _Lowering(graph, model_bytes)
+    low = _Lowering(graph, model_bytes, match)
     low.lower()
     steps = low.steps
     root = lambda t: low.aliases.get(t, t)  # noqa: E731

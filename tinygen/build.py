@@ -57,9 +57,14 @@ def _noop(step: str, done: int | None = None, total: int | None = None) -> None:
 def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir: Path | None,
           val_path: Path | None = None, eval_limit: int = 1000, progress: Progress = _noop,
           input_source: str = "test-vectors", vector_count: int = 10, project: bool = True,
-          harness: str = "tinygen", raw_output: bool = False, runtime: str = "tflm") -> BuildResult:
+          harness: str = "tinygen", raw_output: bool = False, runtime: str = "tflm",
+          match: str = "tflm") -> BuildResult:
     warnings: list[str] = []
     validation = None
+    if match != "tflm" and runtime != "aot":
+        from .errors import TinygenError
+
+        raise TinygenError("--match picks the arithmetic of tinygen's AOT C; it needs --runtime aot.")
     if model_path is None:
         model_path = examples.digits_model_path()
         train, test = examples.digits_splits()
@@ -145,13 +150,23 @@ def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir
             files[f"{src_dir}model_data.cc"] = codegen.model_source(model_bytes, symbol, src.name, graph.sha256)
         if has_port and runtime == "aot":
             vectors = None
+            reference = "TFLite" if match == "tflite" else "TFLite Micro"
             if input_source == "test-vectors":
                 vin = quantize_samples(graph, np.asarray(pool.x[:n_vectors]))
-                progress("Test vectors (TFLite Micro)", None, None)
-                vectors = (vin, int8_predict(model_bytes, graph, vin))
+                progress(f"Test vectors ({reference})", None, None)
+                if match == "tflite":
+                    from .run import tflite_reference
+
+                    expected = tflite_reference(model_bytes, vin)
+                    if expected is None:
+                        raise project_mod.ProjectError("TFLite's interpreter rejects this model; use --match tflm.")
+                else:
+                    expected = int8_predict(model_bytes, graph, vin)
+                vectors = (vin, expected)
             files.update(project_mod.render_aot_project(report, model_bytes, src.name, input_source, vectors,
                                                         pool.source if vectors is not None else "",
-                                                        raw_output=raw_output, harness=harness))
+                                                        raw_output=raw_output, harness=harness, match=match,
+                                                        reference=reference))
             result.project = True
         elif has_port:
             vectors = None

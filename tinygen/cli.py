@@ -32,6 +32,9 @@ _state = {"verbose": False}
 
 BoardOpt = typer.Option(..., "--board", "-b", help="A bundled board id (see `tinygen boards`) or the path of a board .toml file.")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout instead of tables.")
+MatchOpt = typer.Option("tflm", "--match", help="With --runtime aot, whose int8 arithmetic to reproduce bit for bit: "
+                        "tflm (TFLite Micro) or tflite (TFLite's reference kernels; they differ only in "
+                        "FULLY_CONNECTED's rounding). Test vectors are checked against the same interpreter.")
 RuntimeOpt = typer.Option("tflm", "--runtime", help="tflm: TensorFlow Lite Micro interprets the model on the device. "
                           "aot: tinygen compiles it ahead of time to plain C99 with its own int8 kernels "
                           "(smaller arena and flash; no TFLM needed).")
@@ -156,6 +159,7 @@ def build(
     monitor_after: bool = typer.Option(False, "--monitor", help="After --flash, go straight on into `tinygen monitor` on --port."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also write per-layer memory as a PNG."),
     runtime: str = RuntimeOpt,
+    match: str = MatchOpt,
     as_json: bool = JsonOpt,
 ):
     """Quantize a model to full int8, check it against a board, and write it as C.
@@ -177,7 +181,8 @@ def build(
     firmware = {"input_source": input_source, "vector_count": vectors, "project": not no_project, "harness": harness, "raw_output": raw_output,
                 "compile": compile_ or run_ or flash_, "run": run_, "tflm_root": tflm_root,
                 "sdk_roots": {"AMBIQ_ROOT": ambiq_root}}
-    _run_build(board, model, data, val, out_dir, as_json, fit_only=False, plot=plot, firmware=firmware, runtime=runtime)
+    _run_build(board, model, data, val, out_dir, as_json, fit_only=False, plot=plot, firmware=firmware, runtime=runtime,
+               match=match)
     if flash_:
         from .boards import load_board
 
@@ -234,7 +239,8 @@ def _shrink_first(board_name: str, model: Optional[Path], data: Optional[Path], 
     return result.out_dir / "model.keras", data, val
 
 
-def _run_build(board_name, model, data, val, out_dir, as_json, fit_only, plot=None, firmware=None, runtime="tflm"):
+def _run_build(board_name, model, data, val, out_dir, as_json, fit_only, plot=None, firmware=None, runtime="tflm",
+               match="tflm"):
     from .boards import load_board
     from .build import build as run
 
@@ -248,7 +254,7 @@ def _run_build(board_name, model, data, val, out_dir, as_json, fit_only, plot=No
                          input_source=fw.get("input_source", "test-vectors"),
                          vector_count=fw.get("vector_count", 10), project=fw.get("project", False),
                          harness=fw.get("harness", "tinygen"), raw_output=fw.get("raw_output", False),
-                         runtime=runtime)
+                         runtime=runtime, match=match)
             if fw.get("compile") and result.report.fits:
                 from .build import compile_and_run
 
@@ -351,6 +357,7 @@ def run_cmd(
     tflm_root: Optional[Path] = typer.Option(None, "--tflm-root", envvar="TFLM_ROOT", help="With --runtime tflm: a tflite-micro checkout."),
     timeout: float = typer.Option(900.0, "--timeout", help="Seconds the firmware may run in QEMU."),
     layers: bool = typer.Option(False, "--layers", help="Also time each layer (AOT in QEMU): a table, and `layers` in the JSON."),
+    match: str = MatchOpt,
     plot: Optional[Path] = typer.Option(None, "--plot", help="With --layers: write the ticks per layer as a PNG."),
     as_json: bool = JsonOpt,
 ):
@@ -377,7 +384,7 @@ def run_cmd(
     try:
         with _steps(as_json) as progress:
             report = run(board, model, data, runtime, vectors, out_dir, tflm_root, progress, timeout,
-                         layers=layers or plot is not None)
+                         layers=layers or plot is not None, match=match)
     except TinygenError as e:
         _fail(e)
     except KeyboardInterrupt:
@@ -403,8 +410,10 @@ def _render_run(r) -> None:
     verdict = "[green]all match[/]" if r.mismatches == 0 else f"[red]{r.mismatches} differ[/]"
     out.print(f"[bold]{r.runtime}[/] on {where}: {r.vectors} test vectors, {verdict} "
               f"(reference: the host's {r.reference} interpreter)", highlight=False)
-    if r.tflite_mismatches is not None:
-        out.print(f"  against TFLite's reference kernels: {r.tflite_mismatches} differ", highlight=False)
+    if r.other_mismatches is not None:
+        other = "TFLite Micro's interpreter" if r.reference == "tflite" else "TFLite's reference kernels"
+        out.print(f"  against {other}: {r.other_mismatches} differ (the two disagree on FULLY_CONNECTED's "
+                  "rounding; --match picks one)", highlight=False)
     t = Table(title_justify="left")
     for c in ("", "measured", "tinygen estimated"):
         t.add_column(c, justify="left" if not c else "right")

@@ -88,11 +88,12 @@ def build_host(files: dict[str, str], program: aot.Program, workdir: Path | None
     return HostModel(exe, [io(t) for t in program.inputs], [io(t) for t in program.outputs], workdir)
 
 
-def compile_model(model_bytes: bytes, name: str, workdir: Path | None = None) -> tuple[HostModel, aot.Program, aot.ArenaPlan]:
+def compile_model(model_bytes: bytes, name: str, workdir: Path | None = None,
+                  match: str = "tflm") -> tuple[HostModel, aot.Program, aot.ArenaPlan]:
     from .analyze import parse
 
     graph = parse(model_bytes, name)
-    program = aot.lower(graph, model_bytes)
+    program = aot.lower(graph, model_bytes, match)
     arena = aot.plan(program)
     aot.check_plan(program, arena)
     files = aot.render(program, arena, name)

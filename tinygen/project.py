@@ -189,7 +189,8 @@ def render_project(report: FitReport, model_name: str, input_source: str,
 
 def render_aot_project(report: FitReport, model_bytes: bytes, model_name: str, input_source: str,
                        vectors: tuple[np.ndarray, np.ndarray] | None = None, vectors_source: str = "",
-                       raw_output: bool = False, harness: str = "tinygen") -> dict[str, str | bytes]:
+                       raw_output: bool = False, harness: str = "tinygen", match: str = "tflm",
+                       reference: str = "TFLite Micro") -> dict[str, str | bytes]:
     """{relative path: content} of a firmware project on tinygen's AOT runtime: the model as C
     (aot/tg_model.c), the kernels it calls, main.c, the board port, a Makefile."""
     from . import aot
@@ -200,7 +201,7 @@ def render_aot_project(report: FitReport, model_bytes: bytes, model_name: str, i
     if input_source not in ("test-vectors", "serial"):
         raise ProjectError(f"--runtime aot firmware takes --input test-vectors or serial, not {input_source}.")
     port = load_port(board)
-    program = aot.lower(graph, model_bytes)
+    program = aot.lower(graph, model_bytes, match)
     arena = aot.plan(program)
     aot.check_plan(program, arena)
     files: dict[str, str | bytes] = {f"aot/{k}": v for k, v in aot.render(program, arena, model_name).items()}
@@ -235,7 +236,7 @@ def render_aot_project(report: FitReport, model_bytes: bytes, model_name: str, i
             raise ProjectError("--input test-vectors needs test vectors.")
         inputs, expected = vectors
         as_bytes = lambda a: np.ascontiguousarray(a).view(np.uint8)  # noqa: E731
-        vctx = dict(context, count=len(inputs), source=vectors_source, reference="TFLite Micro",
+        vctx = dict(context, count=len(inputs), source=vectors_source, reference=reference,
                     inputs=[_c_bytes(as_bytes(v)) for v in inputs], expected=[_c_bytes(as_bytes(v), 64, "") for v in expected])
         files["src/test_vectors.h"] = env.get_template("aot/test_vectors.h.j2").render(vctx)
         files["src/test_vectors.c"] = env.get_template("aot/test_vectors.c.j2").render(vctx)

@@ -34,7 +34,7 @@ class RunReport:
     sram_bytes: int | None = None            # arm-none-eabi-size data + bss
     estimate: dict = field(default_factory=dict)   # what the fit check predicted
     out_dir: Path | None = None
-    tflite_mismatches: int | None = None
+    other_mismatches: int | None = None      # host: against the interpreter not matched
     warnings: list[str] = field(default_factory=list)
     layers: list[dict] = field(default_factory=list)   # with --layers: op index, op, ticks, for the first input
 
@@ -51,7 +51,7 @@ class RunReport:
     def to_json(self) -> dict:
         return {
             "board": self.board, "runtime": self.runtime, "vectors": self.vectors, "mismatches": self.mismatches,
-            "reference": self.reference, "tflite_mismatches": self.tflite_mismatches,
+            "reference": self.reference, "other_reference_mismatches": self.other_mismatches,
             "arena_bytes": self.arena_bytes, "flash_bytes": self.flash_bytes, "sram_bytes": self.sram_bytes,
             "stack_used_bytes": self.stack_used_bytes,
             "ticks_per_inference": self.ticks_per_inference, "tick_unit": self.tick_unit,
@@ -68,21 +68,24 @@ def _noop(step: str, done: int | None = None, total: int | None = None) -> None:
 
 def run(board_id: str, model_path: Path | None, data_path: Path | None = None, runtime: str = "aot",
         vectors: int = 10, out_dir: Path | None = None, tflm_root: Path | None = None,
-        progress: Progress = _noop, timeout: float = 900.0, layers: bool = False) -> RunReport:
+        progress: Progress = _noop, timeout: float = 900.0, layers: bool = False, match: str = "tflm") -> RunReport:
     if runtime not in ("aot", "tflm"):
         raise TinygenError(f"--runtime must be aot or tflm, not '{runtime}'.")
     if board_id == HOST:
         if runtime != "aot":
             raise TinygenError("--board host runs tinygen's AOT C on this machine; TFLM firmware needs "
                                "--board mps2-an386 (or a real board).")
-        return _run_host(model_path, data_path, vectors, progress)
+        return _run_host(model_path, data_path, vectors, progress, match)
     if layers and runtime != "aot":
         raise TinygenError("--layers times each kernel call of tinygen's AOT C; it needs --runtime aot.")
-    return _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_root, progress, timeout, layers)
+    if match != "tflm" and runtime != "aot":
+        raise TinygenError("--match picks the arithmetic of tinygen's AOT C; TFLM firmware is TFLM's.")
+    return _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_root, progress, timeout, layers,
+                     match)
 
 
 def _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_root, progress, timeout,
-              layers=False) -> RunReport:
+              layers=False, match="tflm") -> RunReport:
     from . import qemu
     from .boards import load_board
     from .build import build
@@ -97,7 +100,8 @@ def _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_r
     keep = out_dir is not None
     out_dir = Path(out_dir) if keep else Path(tempfile.mkdtemp(prefix="tinygen-run-"))
     try:
-        result = build(board, model_path, data_path, out_dir, progress=progress, vector_count=vectors, runtime=runtime)
+        result = build(board, model_path, data_path, out_dir, progress=progress, vector_count=vectors, runtime=runtime,
+                       match=match)
         if not result.report.fits:
             raise TinygenError(f"The model does not fit {board.id}: {result.report.advice()}")
         progress("Compiling the firmware" + ("" if runtime == "aot" else " (TFLM's first build takes minutes)"), None, None)
@@ -118,7 +122,7 @@ def _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_r
         arena_bytes=rr.arena_used_bytes or 0, flash_bytes=size.text + size.data, ticks=rr.cycles,
         tick_unit=f"SysTick at {board.clock_hz:,} Hz under QEMU -icount shift=0 (1 ns per instruction): "
                   "deterministic, not a real chip's cycles",
-        reference="tflite-micro", stack_used_bytes=rr.stack_used_bytes, sram_bytes=size.data + size.bss,
+        reference="tflite" if match == "tflite" else "tflite-micro", stack_used_bytes=rr.stack_used_bytes, sram_bytes=size.data + size.bss,
         estimate={"flash_bytes": r.flash.total_bytes, "arena_bytes": r.arena_bytes, "sram_bytes": r.sram.total_bytes},
         out_dir=out_dir if keep else None, warnings=result.warnings,
         layers=[{"op_index": i, "op": ops.get(i, "?"), "ticks": c} for i, c in rr.layers],
@@ -163,7 +167,7 @@ def tflite_reference(model_bytes: bytes, inputs) -> np.ndarray | None:
     return np.stack(outs)
 
 
-def _run_host(model_path, data_path, vectors, progress) -> RunReport:
+def _run_host(model_path, data_path, vectors, progress, match="tflm") -> RunReport:
     from . import hostrun
     from .analyze import parse
     from .boards import load_board
@@ -178,18 +182,23 @@ def _run_host(model_path, data_path, vectors, progress) -> RunReport:
     progress("Compiling for this machine", None, None)
     workdir = Path(tempfile.mkdtemp(prefix="tinygen-host-"))
     try:
-        hm, program, arena = hostrun.compile_model(model_bytes, graph.sha256[:16], workdir)
+        hm, program, arena = hostrun.compile_model(model_bytes, graph.sha256[:16], workdir, match)
         progress("Running", None, None)
         out, ns = hm.run(inputs)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    progress("Reference outputs (TFLite Micro)", None, None)
-    ref = int8_predict(model_bytes, graph, inputs).reshape(out.shape)
+    progress("Reference outputs (TFLite Micro, TFLite)", None, None)
+    micro = int8_predict(model_bytes, graph, inputs).reshape(out.shape)
     differs = lambda a, b: int((a != b).reshape(len(a), -1).any(axis=1).sum())  # noqa: E731
     tfl = tflite_reference(model_bytes, inputs)
+    if match == "tflite" and tfl is None:
+        raise TinygenError("TFLite's interpreter rejects this model, so there is nothing to --match tflite against.")
+    other = micro if match == "tflite" else tfl
     return RunReport(
-        board=HOST, runtime="aot", vectors=len(inputs), mismatches=differs(out, ref), arena_bytes=arena.size,
+        board=HOST, runtime="aot", vectors=len(inputs),
+        mismatches=differs(out, tfl.reshape(out.shape) if match == "tflite" else micro), arena_bytes=arena.size,
         flash_bytes=None, ticks=[int(round(ns))], tick_unit="nanoseconds of wall clock on this machine (mean)",
-        reference="tflite-micro", tflite_mismatches=None if tfl is None else differs(out, tfl.reshape(out.shape)),
+        reference="tflite" if match == "tflite" else "tflite-micro",
+        other_mismatches=None if other is None else differs(out, other.reshape(out.shape)),
         estimate={"arena_bytes": result.report.arena_bytes}, warnings=result.warnings + [f"inputs: {source}"],
     )

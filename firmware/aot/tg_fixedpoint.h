@@ -44,6 +44,13 @@ static inline int32_t tg_mbqm(int32_t x, int32_t multiplier, int32_t shift) {
   return tg_rdbpot(tg_srdhm((int32_t)((uint32_t)x << left), multiplier), right);
 }
 
+// x * multiplier * 2^shift with one rounding (TFLite's TFLITE_SINGLE_ROUNDING variant,
+// which TFLite 2.21 uses for FULLY_CONNECTED): round(x * multiplier / 2^(31 - shift)).
+static inline int32_t tg_mbqm_single(int32_t x, int32_t multiplier, int32_t shift) {
+  const int total_shift = 31 - shift;
+  return (int32_t)(((int64_t)x * multiplier + ((int64_t)1 << (total_shift - 1))) >> total_shift);
+}
+
 // Saturating x * 2^exponent (exponent > 0) or rounding x / 2^-exponent (exponent < 0).
 static inline int32_t tg_srmbpot(int32_t x, int exponent) {
   if (exponent < 0) return tg_rdbpot(x, -exponent);

@@ -19,7 +19,8 @@ void tg_fully_connected(const tg_fully_connected_params* p, const int8_t* in, in
         for (int32_t i = 0; i < p->in_depth; i++) acc += (weights[i] + p->filter_offset) * (row[i] + p->in_offset);
       }
       const int32_t q = p->per_channel ? o : 0;
-      acc = tg_mbqm(acc, p->multiplier[q], p->shift[q]) + p->out_offset;
+      acc = (p->single_rounding ? tg_mbqm_single(acc, p->multiplier[q], p->shift[q])
+                                : tg_mbqm(acc, p->multiplier[q], p->shift[q])) + p->out_offset;
       *out++ = (int8_t)tg_clamp32(acc, p->act_min, p->act_max);
     }
   }

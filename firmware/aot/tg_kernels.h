@@ -42,6 +42,7 @@ typedef struct {
   int32_t batches, in_depth, out_depth;
   int32_t in_offset, filter_offset, out_offset, act_min, act_max;
   int32_t per_channel;       // 0: multiplier[0] and shift[0] for every output
+  int32_t single_rounding;   // 1: requantize with one rounding, as TFLite 2.21's kernel does (TFLM: two)
   const int8_t* filter;
   const int32_t* bias;
   const int32_t* multiplier;

@@ -259,3 +259,33 @@ def test_sparkfun_edge_aot_firmware_links(tmp_path):
     linked = j["size"]["text"] + j["size"]["data"]
     assert linked <= j["flash"]["total_bytes"] <= linked * 1.02
     assert j["size"]["data"] + j["size"]["bss"] <= j["sram"]["total_bytes"] - j["sram"]["stack_bytes"]
+
+
+@needs("arm-none-eabi-gcc")
+@needs("qemu-system-arm")
+def test_serial_input_aot_firmware_answers_like_the_host(shared_models, tmp_path):
+    """--runtime aot --input serial: `monitor --send` feeds inputs over QEMU's UART socket; the
+    firmware's raw outputs equal the host tflite-micro interpreter's."""
+    from qemu_serial import qemu_uart, retry_connect
+
+    from tinygen.boards import load_board
+    from tinygen.build import build, compile_and_run
+    from tinygen.monitor import Log, Monitor
+    from tinygen.protocol import parse_line
+
+    path = shared_models / "kws_ref_model.tflite"
+    model = path.read_bytes()
+    result = build(load_board("mps2-an386"), path, None, tmp_path / "fw", input_source="serial", raw_output=True,
+                   runtime="aot")
+    compile_and_run(result, None, {})
+    inputs = np.random.default_rng(3).integers(-128, 128, size=(3, 1, 49, 10, 1), dtype=np.int8)
+    expected = _tflm(model, inputs)
+    with qemu_uart(tmp_path / "fw" / "build" / "firmware.elf") as url:
+        mon = lambda: Monitor(url, 115200, inputs=[x.tobytes() for x in inputs],  # noqa: E731
+                              log=Log(tmp_path / "run.jsonl", None)).run(duration=60)
+        stats = retry_connect(mon)
+    assert stats.inferences == 3
+    events = [parse_line(r["raw"]) for r in map(json.loads, (tmp_path / "run.jsonl").read_text().splitlines())
+              if r["kind"] == "inf"]
+    for ev, want in zip(events, expected):
+        assert np.frombuffer(ev.hex_bytes("out"), dtype=np.int8).tolist() == want.reshape(-1).tolist()

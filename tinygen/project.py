@@ -208,6 +208,7 @@ def render_aot_project(report: FitReport, model_bytes: bytes, model_name: str, i
     files.update({f"aot/{k}": v for k, v in aot.kernel_sources(program).items()})
     sdk = port.sdk
     var = f"$({sdk['variable']})" if sdk else ""
+    cmake_var = f"${{{sdk['variable']}}}" if sdk else ""
     out_t = graph.tensors[program.outputs[0]]
     context = {
         "version": __version__, "model_name": model_name, "sha256": graph.sha256, "board": board,
@@ -217,6 +218,10 @@ def render_aot_project(report: FitReport, model_bytes: bytes, model_name: str, i
         "sdk_includes": [f"{var}/{i}".rstrip("/.") if i != "." else var for i in (sdk or {}).get("includes", [])],
         "sdk_libs": [f"{var}/{l}" for l in (sdk or {}).get("libs", [])],
         "sdk_sources": list((sdk or {}).get("sources", [])),
+        "sdk_includes_cmake": [f"{cmake_var}/{i}" if i != "." else cmake_var for i in (sdk or {}).get("includes", [])],
+        "sdk_libs_cmake": [f"{cmake_var}/{l}" for l in (sdk or {}).get("libs", [])],
+        "sdk_sources_cmake": [f"{cmake_var}/{f}" for f in (sdk or {}).get("sources", [])],
+        "project_name": "tinygen_firmware",
         "c_sources": [f"port/{s}" for s in port.sources] + ["port/harness.c", "port/syscalls.c", "src/main.c",
                                                              "aot/tg_model.c"]
         + [f"aot/{s}" for s in program.sources] + (["src/test_vectors.c"] if input_source == "test-vectors" else []),
@@ -230,6 +235,7 @@ def render_aot_project(report: FitReport, model_bytes: bytes, model_name: str, i
     env = _env()
     files["src/main.c"] = env.get_template("aot/main.c.j2").render(context)
     files["Makefile"] = env.get_template("aot/Makefile.j2").render(context)
+    files["CMakeLists.txt"] = env.get_template("aot/CMakeLists.txt.j2").render(context)
     files["README.md"] = env.get_template("aot/README.md.j2").render(context)
     if input_source == "test-vectors":
         if vectors is None:

@@ -149,6 +149,7 @@ class Program:
     inputs: list[int]
     outputs: list[int]
     aliases: dict[int, int] = field(default_factory=dict)   # tensor -> tensor whose bytes it is
+    match: str = "tflm"
 
     @property
     def sources(self) -> list[str]:
@@ -590,7 +591,7 @@ def lower(graph: Graph, model_bytes: bytes, match: str = "tflm") -> Program:
             raise AotError("A model output is a constant; tinygen's AOT runtime does not handle that.")
         buffers[r].last = end
     return Program(graph, steps, buffers, [root(t) for t in graph.inputs], [root(t) for t in graph.outputs],
-                   low.aliases)
+                   low.aliases, match)
 
 
 # --- the arena plan -------------------------------------------------------------------
@@ -722,6 +723,8 @@ def render(program: Program, arena: ArenaPlan, model_name: str) -> dict[str, str
                       "params_type": s.params_type, "params": s.params, "call": _call(s, arena)})
     ctx = {"version": __version__, "model_name": model_name, "sha256": program.graph.sha256, "steps": steps,
            "weight_bytes": program.weight_bytes, "arena_bytes": arena.size, "arena_heuristic": arena.heuristic,
+           "reference": "TFLite's int8 reference kernels" if program.match == "tflite"
+           else "TFLite Micro's int8 reference kernels",
            "input": _io(program, arena, program.inputs[0]), "output": _io(program, arena, program.outputs[0]),
            "inputs": [_io(program, arena, t) for t in program.inputs],
            "outputs": [_io(program, arena, t) for t in program.outputs]}

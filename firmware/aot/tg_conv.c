@@ -23,7 +23,7 @@ static inline output_stage output_stage_of(const tg_conv_params* p) {
 }
 
 static inline int8_t requantize(const output_stage* o, int32_t acc, int32_t channel) {
-  acc = tg_mbqm(acc, o->multiplier[channel], o->shift[channel]) + o->out_offset;
+  acc = tg_requant(acc, o->multiplier[channel], o->shift[channel]) + o->out_offset;
   return (int8_t)tg_clamp32(acc, o->act_min, o->act_max);
 }
 

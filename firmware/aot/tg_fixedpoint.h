@@ -44,6 +44,13 @@ static inline int32_t tg_mbqm(int32_t x, int32_t multiplier, int32_t shift) {
   return tg_rdbpot(tg_srdhm((int32_t)((uint32_t)x << left), multiplier), right);
 }
 
+// tg_mbqm for a kernel's output stage, where the multiplier is never negative: SRDHM's one
+// saturating case (both operands INT32_MIN) cannot arise, and a right shift needs no left one.
+static inline int32_t tg_requant(int32_t x, int32_t multiplier, int32_t shift) {
+  if (shift > 0) return tg_mbqm(x, multiplier, shift);
+  return tg_rdbpot((int32_t)(((int64_t)x * multiplier + ((int64_t)1 << 30)) >> 31), -shift);
+}
+
 // x * multiplier * 2^shift with one rounding (TFLite's TFLITE_SINGLE_ROUNDING variant,
 // which TFLite 2.21 uses for FULLY_CONNECTED): round(x * multiplier / 2^(31 - shift)).
 static inline int32_t tg_mbqm_single(int32_t x, int32_t multiplier, int32_t shift) {

@@ -20,7 +20,7 @@ void tg_fully_connected(const tg_fully_connected_params* p, const int8_t* in, in
       }
       const int32_t q = p->per_channel ? o : 0;
       acc = (p->single_rounding ? tg_mbqm_single(acc, p->multiplier[q], p->shift[q])
-                                : tg_mbqm(acc, p->multiplier[q], p->shift[q])) + p->out_offset;
+                                : tg_requant(acc, p->multiplier[q], p->shift[q])) + p->out_offset;
       *out++ = (int8_t)tg_clamp32(acc, p->act_min, p->act_max);
     }
   }

@@ -152,9 +152,11 @@ def random_model(op: str, rng: np.random.Generator) -> bytes:
             shape, other = other, shape
         out = [max(a, b) for a, b in zip(shape, other)]
         a = m.tensor(shape, scale=_scale(rng), zero_point=_zp(rng))
-        b = m.tensor(other, scale=_scale(rng), zero_point=_zp(rng))
+        const = rng.integers(0, 3) == 0    # a constant operand, in flash
+        b = m.tensor(other, scale=_scale(rng), zero_point=_zp(rng),
+                     data=rng.integers(-128, 128, size=other, dtype=np.int8) if const else None)
         y = m.tensor(out, scale=_scale(rng), zero_point=_zp(rng))
-        return m.model(op, [a, b], [y], fusedActivationFunction=act)
+        return m.model(op, [a, b] if rng.integers(0, 2) else [b, a], [y], fusedActivationFunction=act)
     if op in ("SOFTMAX", "LOGISTIC"):
         shape = [1, int(rng.integers(1, 4)), int(rng.integers(1, 30))]
         x = m.tensor(shape, scale=_scale(rng, -7, 0), zero_point=_zp(rng))
@@ -188,7 +190,9 @@ def random_model(op: str, rng: np.random.Generator) -> bytes:
             sh[axis] = int(rng.integers(1, 4))
             shapes.append(sh)
         sc, zp = _scale(rng), _zp(rng)
-        ins = [m.tensor(sh, scale=sc, zero_point=zp) for sh in shapes]
+        ins = [m.tensor(sh, scale=sc, zero_point=zp,
+                        data=rng.integers(-128, 128, size=sh, dtype=np.int8) if k == 1 and rng.integers(0, 3) == 0 else None)
+               for k, sh in enumerate(shapes)]
         out = list(base)
         out[axis] = sum(sh[axis] for sh in shapes)
         y = m.tensor(out, scale=sc, zero_point=zp)

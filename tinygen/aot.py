@@ -139,6 +139,7 @@ class Step:
     output: int
     in_place_ok: bool = False    # output may share its first input's bytes
     comment: str = ""
+    const_operands: dict[int, str] = field(default_factory=dict)   # operand position -> const array in flash
 
 
 @dataclass
@@ -224,10 +225,25 @@ class _Lowering:
             getattr(self, "_" + o.op.lower())(o)
 
     def _step(self, o, params_type: str, params: dict, arrays, inputs, output, in_place=False, comment="",
-              kernel: str | None = None) -> None:
+              kernel: str | None = None, const_operands: dict[int, str] | None = None) -> None:
         name, source = KERNELS[o.op]
         self.steps.append(Step(o.index, o.op, kernel or name, source, params_type, params, arrays, inputs, output,
-                               in_place, comment))
+                               in_place, comment, const_operands or {}))
+
+    def operands(self, o, tensors: list[int]) -> tuple[list[int], list, dict[int, str]]:
+        """Activation inputs, const arrays and their positions: a constant operand (ADD, MUL,
+        CONCATENATION) is an int8 array in flash instead of arena bytes."""
+        inputs, arrays, consts = [], [], {}
+        for k, t in enumerate(tensors):
+            if self.g.tensors[t].is_const:
+                name = f"op{o.index}_operand{k}"
+                arrays.append((name, "int8_t", self.const(t).reshape(-1)))
+                consts[k] = name
+            else:
+                inputs.append(t)
+        if not inputs:
+            raise AotError(f"{o.op} with only constant inputs: convert the model with constant folding.")
+        return inputs, arrays, consts
 
     # -- convolutions
     def _conv(self, o, depthwise: bool) -> None:
@@ -412,13 +428,9 @@ class _Lowering:
             mo, so_ = quantize_multiplier(float(np.float64(sa) * np.float64(sb) / np.float64(so)))
             p.update(left_shift=0, in1_multiplier=0, in1_shift=0, in2_multiplier=0, in2_shift=0,
                      out_multiplier=mo, out_shift=so_)
-        inputs = [a, b]
-        for t in inputs:
-            if self.g.tensors[t].is_const:
-                raise AotError(f"{o.op} with a constant operand is not supported by tinygen's AOT runtime yet; "
-                               "use --runtime tflm.")
-        self._step(o, "tg_binary_params", p, [], inputs, y, in_place=not broadcast,
-                   comment=f"{'x'.join(str(d) for d in self.g.tensors[y].shape)}")
+        inputs, arrays, consts = self.operands(o, [a, b])
+        self._step(o, "tg_binary_params", p, arrays, inputs, y, in_place=not broadcast and 0 not in consts,
+                   comment=f"{'x'.join(str(d) for d in self.g.tensors[y].shape)}", const_operands=consts)
 
     def _add(self, o) -> None:
         self._binary(o, True)
@@ -520,8 +532,6 @@ class _Lowering:
             if s != s_out or z != zp_out:
                 raise AotError("CONCATENATION of int8 tensors with different scales or zero points: TFLite "
                                "requires them equal, and so does tinygen's AOT runtime.")
-            if self.g.tensors[t].is_const:
-                raise AotError("CONCATENATION with a constant input is not supported by tinygen's AOT runtime yet.")
         if o.options and o.options.fusedActivationFunction:
             raise AotError("CONCATENATION with a fused activation is not supported by tinygen's AOT runtime.")
         shape = self.g.tensors[y].shape
@@ -530,8 +540,9 @@ class _Lowering:
         k = f"op{o.index}"
         chunks = np.array([math.prod(self.g.tensors[t].shape[axis:]) for t in ins], np.int64)
         p = dict(outer=outer, count=len(ins), chunk_bytes=f"{k}_chunk_bytes")
-        self._step(o, "tg_concat_params", p, [(f"{k}_chunk_bytes", "int32_t", chunks)], ins, y,
-                   comment=f"{len(ins)} inputs along axis {axis}")
+        inputs, arrays, consts = self.operands(o, ins)
+        self._step(o, "tg_concat_params", p, [(f"{k}_chunk_bytes", "int32_t", chunks)] + arrays, inputs, y,
+                   comment=f"{len(ins)} inputs along axis {axis}", const_operands=consts)
 
     def _alias(self, o) -> None:
         x, y = o.inputs[0], o.outputs[0]
@@ -688,14 +699,17 @@ def _call(s: Step, arena: ArenaPlan) -> str:
     def at(t: int, ctype: str, const: bool) -> str:
         return f"({'const ' if const else ''}{ctype}*)ARENA({arena.offsets[t]})"
     p = f"&op{s.op_index}_params"
+    activations = iter(s.inputs)
+    operands = [s.const_operands[k] if k in s.const_operands else next(activations)
+                for k in range(len(s.inputs) + len(s.const_operands))]
     if s.kernel == "tg_concatenation":
-        ins = ", ".join(f"ARENA({arena.offsets[t]})" for t in s.inputs)
+        ins = ", ".join(o if isinstance(o, str) else f"ARENA({arena.offsets[o]})" for o in operands)
         return f"{{ const void* const ins[] = {{{ins}}}; tg_concatenation({p}, ins, ARENA({arena.offsets[s.output]})); }}"
     if s.kernel == "tg_pad":
         return f"tg_pad({p}, ARENA({arena.offsets[s.inputs[0]]}), ARENA({arena.offsets[s.output]}));"
     in_type = "float" if s.kernel == "tg_quantize_f32" else "int8_t"
     out_type = "float" if s.kernel == "tg_dequantize" else "int8_t"
-    args = ", ".join(at(t, in_type, True) for t in s.inputs)
+    args = ", ".join(o if isinstance(o, str) else at(o, in_type, True) for o in operands)
     return f"{s.kernel}({p}, {args}, {at(s.output, out_type, False)});"
 
 

@@ -289,3 +289,18 @@ def test_serial_input_aot_firmware_answers_like_the_host(shared_models, tmp_path
               if r["kind"] == "inf"]
     for ev, want in zip(events, expected):
         assert np.frombuffer(ev.hex_bytes("out"), dtype=np.int8).tolist() == want.reshape(-1).tolist()
+
+
+@needs("arm-none-eabi-gcc")
+def test_a_board_without_a_port_still_gets_the_model_as_c(tmp_path):
+    """No firmware port for the STM32F746G-DISCO, but aot/ is plain C99 for any project: it compiles for its M7."""
+    import subprocess
+
+    out = tmp_path / "f7"
+    r = cli("build", "--board", "stm32f746g-disco", "--runtime", "aot", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "no firmware port" in r.stderr and "aot/" in r.stderr
+    sources = sorted(str(p) for p in (out / "aot").glob("*.c"))
+    assert any(s.endswith("tg_model.c") for s in sources) and not (out / "src").exists()
+    subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16", "-std=c99",
+                    "-O2", "-Wall", "-Werror", "-c", *sources], cwd=tmp_path, check=True)

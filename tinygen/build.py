@@ -145,7 +145,7 @@ def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir
         files: dict[str, str | bytes] = {"model.tflite": model_bytes}
         has_port = project and project_mod.has_port(board)
         src_dir = "src/" if has_port else ""
-        if runtime == "tflm" or not has_port:
+        if runtime == "tflm":
             files[f"{src_dir}model_data.h"] = codegen.model_header(symbol, src.name, graph.sha256, len(model_bytes))
             files[f"{src_dir}model_data.cc"] = codegen.model_source(model_bytes, symbol, src.name, graph.sha256)
         if has_port and runtime == "aot":
@@ -178,6 +178,18 @@ def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir
                                                     pool.source if vectors is not None else "", harness=harness,
                                                     raw_output=raw_output))
             result.project = True
+        elif project and runtime == "aot":
+            # No board port, but the model as C is portable: aot/ drops into any C99 project.
+            from . import aot
+
+            program = aot.lower(graph, model_bytes, match)
+            arena = aot.plan(program)
+            aot.check_plan(program, arena)
+            files.update({f"aot/{k}": v for k, v in aot.render(program, arena, src.name).items()})
+            files.update({f"aot/{k}": v for k, v in aot.kernel_sources(program).items()})
+            warnings.append(f"tinygen has no firmware port for {board.id} ({board.family}) yet: wrote the model as "
+                            "C (aot/: add tg_model.c and the tg_*.c kernels to your project; tg_model.h says how "
+                            "to call it) and the fit report, not a firmware project.")
         elif project:
             warnings.append(f"tinygen has no firmware port for {board.id} ({board.family}) yet: wrote the model "
                             "and the fit report, not a firmware project.")

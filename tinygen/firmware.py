@@ -43,6 +43,8 @@ def compile_project(project: Path, tflm_root: Path | None, sdk: dict | None = No
     if shutil.which("arm-none-eabi-gcc") is None:
         raise FirmwareError("arm-none-eabi-gcc is not installed; on Debian/Ubuntu: apt-get install "
                             "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib.")
+    if shutil.which("make") is None:
+        raise FirmwareError("make is not installed; on Debian/Ubuntu: apt-get install make.")
     if needs_tflm and tflm_root is None:
         raise FirmwareError("--compile needs TensorFlow Lite Micro's sources: set TFLM_ROOT (or pass --tflm-root) "
                             "to a tflite-micro checkout (git clone https://github.com/tensorflow/tflite-micro).")

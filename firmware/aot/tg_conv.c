@@ -5,6 +5,8 @@
 // Where the whole window lies inside the image, the input offset's share of that sum is a
 // constant per channel, folded into the bias on the host (p->folded_bias); only windows
 // that overhang the border take the reference's per-tap path.
+#include <string.h>
+
 #include "tg_dot.h"
 #include "tg_fixedpoint.h"
 #include "tg_kernels.h"
@@ -22,6 +24,12 @@ static inline output_stage output_stage_of(const tg_conv_params* p) {
   return o;
 }
 
+// Stack for one zero-point-padded window at the image border (k_h * k_w * in_c bytes);
+// larger windows take the per-tap path.
+#ifndef TG_CONV_SCRATCH_BYTES
+#define TG_CONV_SCRATCH_BYTES 576
+#endif
+
 static inline int8_t requantize(const output_stage* o, int32_t acc, int32_t channel) {
   acc = tg_requant(acc, o->multiplier[channel], o->shift[channel]) + o->out_offset;
   return (int8_t)tg_clamp32(acc, o->act_min, o->act_max);
@@ -37,6 +45,32 @@ static void interior(int32_t out, int32_t in, int32_t k, int32_t stride, int32_t
   if (*lo > *hi) *lo = *hi;
 }
 
+
+// Every channel of one output pixel from a window whose rows are each k_w * in_c
+// consecutive bytes, row_step apart (no groups, no horizontal dilation): folded bias plus
+// dot products, two filters at a time.
+static void conv_window(const tg_conv_params* p, const output_stage* o, const int8_t* window, int32_t row_step,
+                        int8_t* out) {
+  const int32_t filter_row = p->k_w * p->in_c;
+  const int32_t filter_size = p->k_h * filter_row;
+  int32_t oc = 0;
+  for (; oc + 2 <= p->out_c; oc += 2) {
+    const int8_t* f0 = p->filter + oc * filter_size;
+    int32_t acc0 = p->folded_bias[oc], acc1 = p->folded_bias[oc + 1];
+    for (int32_t ky = 0; ky < p->k_h; ky++) {
+      tg_dot2_s8(f0 + ky * filter_row, f0 + filter_size + ky * filter_row, window + ky * row_step, filter_row,
+                 &acc0, &acc1);
+    }
+    out[oc] = requantize(o, acc0, oc);
+    out[oc + 1] = requantize(o, acc1, oc + 1);
+  }
+  for (; oc < p->out_c; oc++) {
+    const int8_t* f = p->filter + oc * filter_size;
+    int32_t acc = p->folded_bias[oc];
+    for (int32_t ky = 0; ky < p->k_h; ky++) acc += tg_dot_s8(f + ky * filter_row, window + ky * row_step, filter_row);
+    out[oc] = requantize(o, acc, oc);
+  }
+}
 
 // The taps [lo, hi) of a window starting at `origin` that fall inside [0, size) (no dilation).
 static inline void clip(int32_t origin, int32_t k, int32_t size, int32_t* lo, int32_t* hi) {
@@ -54,6 +88,27 @@ static inline int32_t sum_s8(const int8_t* a, int32_t n) {
 // inside the image, as dot(filter, input) + in_offset * sum(filter) over each clipped row.
 static void conv_border_pixel(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* out) {
   const output_stage o = output_stage_of(p);
+  const int32_t row_bytes = p->k_w * p->in_c;
+  if (p->in_c == p->filter_c && p->dilation_w == 1 && p->k_h * row_bytes <= TG_CONV_SCRATCH_BYTES) {
+    // Copy the window, the taps outside the image set to the input's zero point: each adds
+    // filter * (zero_point + in_offset) = 0 to the sum, so the folded bias applies as inside.
+    int8_t window[TG_CONV_SCRATCH_BYTES];
+    const int8_t zero_point = (int8_t)-p->in_offset;
+    for (int32_t ky = 0; ky < p->k_h; ky++) {
+      const int32_t y = y0 + ky * p->dilation_h;
+      int8_t* row = window + ky * row_bytes;
+      for (int32_t kx = 0; kx < p->k_w; kx++) {
+        const int32_t x = x0 + kx;
+        if (y < 0 || y >= p->in_h || x < 0 || x >= p->in_w) {
+          memset(row + kx * p->in_c, zero_point, (size_t)p->in_c);
+        } else {
+          memcpy(row + kx * p->in_c, in + (y * p->in_w + x) * p->in_c, (size_t)p->in_c);
+        }
+      }
+    }
+    conv_window(p, &o, window, row_bytes, out);
+    return;
+  }
   if (p->in_c == p->filter_c && p->dilation_h == 1 && p->dilation_w == 1) {
     int32_t ky0, ky1, kx0, kx1;
     clip(y0, p->k_h, p->in_h, &ky0, &ky1);
@@ -100,24 +155,7 @@ static void conv_inside_pixel(const tg_conv_params* p, const int8_t* in, int32_t
   const int8_t* window = in + (y0 * p->in_w + x0) * p->in_c;
   const int32_t row_step = p->dilation_h * p->in_w * p->in_c;
   if (groups == 1 && p->dilation_w == 1) {
-    // each window row is k_w * in_c consecutive bytes, as is each filter row: two filters at a time
-    int32_t oc = 0;
-    for (; oc + 2 <= p->out_c; oc += 2) {
-      const int8_t* f0 = p->filter + oc * filter_size;
-      int32_t acc0 = p->folded_bias[oc], acc1 = p->folded_bias[oc + 1];
-      for (int32_t ky = 0; ky < p->k_h; ky++) {
-        tg_dot2_s8(f0 + ky * filter_row, f0 + filter_size + ky * filter_row, window + ky * row_step, filter_row,
-                   &acc0, &acc1);
-      }
-      out[oc] = requantize(&o, acc0, oc);
-      out[oc + 1] = requantize(&o, acc1, oc + 1);
-    }
-    for (; oc < p->out_c; oc++) {
-      const int8_t* f = p->filter + oc * filter_size;
-      int32_t acc = p->folded_bias[oc];
-      for (int32_t ky = 0; ky < p->k_h; ky++) acc += tg_dot_s8(f + ky * filter_row, window + ky * row_step, filter_row);
-      out[oc] = requantize(&o, acc, oc);
-    }
+    conv_window(p, &o, window, row_step, out);
     return;
   }
   const int32_t filters_per_group = p->out_c / groups;
@@ -241,15 +279,41 @@ static void depthwise_inside_pixel(const tg_conv_params* p, const int8_t* in, in
   }
 }
 
-// One output pixel of a depthwise convolution whose window overhangs the border: the
-// reference's sum over the taps inside the image, over the clipped window.
+// One output pixel of a depthwise convolution whose window overhangs the border: padded
+// four-channel blocks, then the channels left over by the reference's sum over the taps
+// inside the image.
 static void depthwise_border_pixel(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* out) {
   const output_stage o = output_stage_of(p);
+  int32_t c0 = 0;
+  if (p->depth_multiplier == 1 && p->k_h * p->k_w <= 64) {
+    // Four channels at a time through their taps, those outside the image set to the
+    // input's zero point (adding nothing), so the folded bias applies as inside.
+    int8_t taps[64 * 4];
+    const int8_t zero_point = (int8_t)-p->in_offset;
+    for (; c0 + 4 <= p->in_c; c0 += 4) {
+      int32_t n = 0;
+      for (int32_t ky = 0; ky < p->k_h; ky++) {
+        const int32_t y = y0 + ky * p->dilation_h;
+        for (int32_t kx = 0; kx < p->k_w; kx++, n++) {
+          const int32_t x = x0 + kx * p->dilation_w;
+          if (y < 0 || y >= p->in_h || x < 0 || x >= p->in_w) {
+            memset(taps + 4 * n, zero_point, 4);
+          } else {
+            memcpy(taps + 4 * n, in + (y * p->in_w + x) * p->in_c + c0, 4);
+          }
+        }
+      }
+      int32_t acc[4] = {p->folded_bias[c0], p->folded_bias[c0 + 1], p->folded_bias[c0 + 2], p->folded_bias[c0 + 3]};
+      const int8_t* f = p->filter + c0;
+      for (int32_t t = 0; t < n; t++, f += p->out_c) tg_mac4_s8(taps + 4 * t, f, acc);
+      for (int k = 0; k < 4; k++) out[c0 + k] = requantize(&o, acc[k], c0 + k);
+    }
+  }
   if (p->dilation_h == 1 && p->dilation_w == 1) {
     int32_t ky0, ky1, kx0, kx1;
     clip(y0, p->k_h, p->in_h, &ky0, &ky1);
     clip(x0, p->k_w, p->in_w, &kx0, &kx1);
-    for (int32_t ic = 0; ic < p->in_c; ic++) {
+    for (int32_t ic = c0; ic < p->in_c; ic++) {
       for (int32_t m = 0; m < p->depth_multiplier; m++) {
         const int32_t oc = ic * p->depth_multiplier + m;
         int32_t acc = p->bias ? p->bias[oc] : 0;
@@ -263,7 +327,7 @@ static void depthwise_border_pixel(const tg_conv_params* p, const int8_t* in, in
     }
     return;
   }
-  for (int32_t ic = 0; ic < p->in_c; ic++) {
+  for (int32_t ic = c0; ic < p->in_c; ic++) {
     for (int32_t m = 0; m < p->depth_multiplier; m++) {
       const int32_t oc = ic * p->depth_multiplier + m;
       int32_t acc = p->bias ? p->bias[oc] : 0;

@@ -239,8 +239,9 @@ def test_qemu_end_to_end(shared_models, name, tmp_path):
     assert j["ticks_per_inference"] > 0 and j["instructions_per_inference"] == 40 * j["ticks_per_inference"]
     est = j["estimate"]
     assert j["arena_bytes"] == est["arena_bytes"]
-    # the fit check's flash is an upper bound within 2% of the linked image
-    assert j["flash_bytes"] <= est["flash_bytes"] <= j["flash_bytes"] * 1.02
+    # the fit check's flash is an upper bound, above the linked image by less than 1.5 KiB (most
+    # of it the application allowance, measured on TFLM firmware, whose main loop is larger)
+    assert j["flash_bytes"] <= est["flash_bytes"] <= j["flash_bytes"] + 1536
     # static RAM is the arena plus a few bytes of port state; the stack used fits what is reserved
     assert est["arena_bytes"] <= j["sram_bytes"] <= est["arena_bytes"] + 64
     assert 0 < j["stack_used_bytes"] < 16384 and j["sram_bytes"] + 16384 <= est["sram_bytes"]
@@ -257,7 +258,7 @@ def test_sparkfun_edge_aot_firmware_links(tmp_path):
     assert r.returncode == 0, r.stderr
     j = json.loads(r.stdout)
     linked = j["size"]["text"] + j["size"]["data"]
-    assert linked <= j["flash"]["total_bytes"] <= linked * 1.02
+    assert linked <= j["flash"]["total_bytes"] <= linked + 1536
     assert j["size"]["data"] + j["size"]["bss"] <= j["sram"]["total_bytes"] - j["sram"]["stack_bytes"]
 
 

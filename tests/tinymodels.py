@@ -17,7 +17,9 @@ def _model(input_shape, *layers):
     return k.Model(inp, x)
 
 
-def int8(model, samples: int = 32, seed: int = 0) -> bytes:
+def int8(model, samples: int = 32, seed: int = 0, int8_io: bool = True, per_channel: bool = True) -> bytes:
+    """Full-integer int8, calibrated on uniform [0, 1) samples. int8_io=False keeps float input
+    and output (QUANTIZE first, DEQUANTIZE last); per_channel=False gives one weight scale per tensor."""
     tf_ = tf()
     rng = np.random.default_rng(seed)
     shape = (samples,) + tuple(int(d) for d in model.inputs[0].shape[1:])
@@ -26,8 +28,11 @@ def int8(model, samples: int = 32, seed: int = 0) -> bytes:
     conv.optimizations = [tf_.lite.Optimize.DEFAULT]
     conv.representative_dataset = lambda: ([d[None]] for d in data)
     conv.target_spec.supported_ops = [tf_.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf_.int8
-    conv.inference_output_type = tf_.int8
+    if int8_io:
+        conv.inference_input_type = tf_.int8
+        conv.inference_output_type = tf_.int8
+    if not per_channel:
+        conv._experimental_disable_per_channel = True
     with quiet():
         return conv.convert()
 
@@ -68,37 +73,6 @@ def catalogue() -> dict[str, object]:
     return models
 
 
-def int8_per_tensor(model, samples: int = 32, seed: int = 0) -> bytes:
-    """As int8(), with one weight scale per tensor instead of per channel."""
-    tf_ = tf()
-    rng = np.random.default_rng(seed)
-    shape = (samples,) + tuple(int(d) for d in model.inputs[0].shape[1:])
-    data = rng.random(shape, dtype=np.float32)
-    conv = tf_.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf_.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([d[None]] for d in data)
-    conv.target_spec.supported_ops = [tf_.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf_.int8
-    conv.inference_output_type = tf_.int8
-    conv._experimental_disable_per_channel = True
-    with quiet():
-        return conv.convert()
-
-
-def int8_float_io(model, samples: int = 32, seed: int = 0) -> bytes:
-    """Int8 inside, float input and output: QUANTIZE first, DEQUANTIZE last."""
-    tf_ = tf()
-    rng = np.random.default_rng(seed)
-    shape = (samples,) + tuple(int(d) for d in model.inputs[0].shape[1:])
-    data = rng.random(shape, dtype=np.float32)
-    conv = tf_.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf_.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([d[None]] for d in data)
-    conv.target_spec.supported_ops = [tf_.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    with quiet():
-        return conv.convert()
-
-
 def aot_catalogue() -> dict[str, bytes]:
     """Int8 models for the AOT kernels' edge cases, beyond catalogue(): per-tensor weights,
     asymmetric SAME padding, grouped and dilated convolutions, broadcasting, MEAN, PAD,
@@ -107,8 +81,9 @@ def aot_catalogue() -> dict[str, bytes]:
     L = k.layers
     tf_ = tf()
     out: dict[str, bytes] = {}
-    out["conv_per_tensor"] = int8_per_tensor(_model((9, 9, 3), L.Conv2D(5, 3, strides=2, padding="same", activation="relu")))
-    out["dense_per_tensor"] = int8_per_tensor(_model((17,), L.Dense(6, activation="relu6")))
+    out["conv_per_tensor"] = int8(_model((9, 9, 3), L.Conv2D(5, 3, strides=2, padding="same", activation="relu")),
+                                   per_channel=False)
+    out["dense_per_tensor"] = int8(_model((17,), L.Dense(6, activation="relu6")), per_channel=False)
     out["conv_even_same_stride2"] = int8(_model((10, 12, 3), L.Conv2D(4, 4, strides=2, padding="same")))
     out["conv_groups"] = int8(_model((6, 6, 8), L.Conv2D(8, 3, groups=2, padding="same")))
     out["dwconv_dilated"] = int8(_model((11, 11, 4), L.DepthwiseConv2D(3, dilation_rate=2, padding="same")))
@@ -125,7 +100,8 @@ def aot_catalogue() -> dict[str, bytes]:
     out["mul_broadcast_sigmoid"] = int8(k.Model(inp, L.Multiply()([inp, L.Conv2D(4, 1, activation="sigmoid")(gap)])))
     inp = L.Input((4, 5, 3), batch_size=1)
     out["concat_axis_w"] = int8(k.Model(inp, L.Concatenate(axis=2)([inp, L.Conv2D(3, 1)(inp)])))
-    out["float_io"] = int8_float_io(_model((8, 8, 3), L.Conv2D(4, 3, activation="relu"), L.Flatten(), L.Dense(5), L.Softmax()))
+    out["float_io"] = int8(_model((8, 8, 3), L.Conv2D(4, 3, activation="relu"), L.Flatten(), L.Dense(5), L.Softmax()),
+                           int8_io=False)
     out["softmax_wide"] = int8(_model((40,), L.Dense(300), L.Softmax()))
     out["logistic_wide"] = int8(_model((16,), L.Dense(64, activation="sigmoid")))
     return out

@@ -245,6 +245,24 @@ class _Lowering:
             raise AotError(f"{o.op} with only constant inputs: convert the model with constant folding.")
         return inputs, arrays, consts
 
+    def weight_arrays(self, k: str, filt: np.ndarray, b: int, filter_scales: list[float], s_in: float,
+                      s_out: float, zp_in: int, tap_sums: np.ndarray | None) -> list:
+        """The const arrays of a convolution or fully connected layer: filter, bias, one
+        multiplier and shift per filter scale (TFLite's effective scale in double), and the
+        bias with the input offset's share folded in (bias - zero_point * sum of taps)."""
+        bias = self.const(b).astype(np.int64).reshape(-1) if b >= 0 else None
+        mults, shifts = zip(*(quantize_multiplier(float(np.float64(s_in) * np.float64(_f32(fs)) / np.float64(s_out)))
+                              for fs in filter_scales))
+        arrays = [(f"{k}_filter", "int8_t", filt.reshape(-1))]
+        if bias is not None:
+            arrays.append((f"{k}_bias", "int32_t", bias))
+        arrays += [(f"{k}_multiplier", "int32_t", np.array(mults, np.int64)),
+                   (f"{k}_shift", "int32_t", np.array(shifts, np.int64))]
+        if tap_sums is not None:
+            base = bias if bias is not None else np.zeros(len(tap_sums), np.int64)
+            arrays.append((f"{k}_folded_bias", "int32_t", _wrap32(base - zp_in * tap_sums)))
+        return arrays
+
     # -- convolutions
     def _conv(self, o, depthwise: bool) -> None:
         g = self.g
@@ -272,23 +290,12 @@ class _Lowering:
         scales = [float(s) for s in wt.scale] if wt.scale is not None else []
         if len(scales) not in (1, oc):
             raise AotError(f"{o.op} '{g.tensors[y].name}' has {len(scales)} filter scales for {oc} channels.")
-        mults, shifts = [], []
-        for c in range(oc):
-            fs = scales[c] if len(scales) > 1 else scales[0]
-            m, s = quantize_multiplier(float(np.float64(s_in) * np.float64(_f32(fs)) / np.float64(s_out)))
-            mults.append(m)
-            shifts.append(s)
         lo, hi = activation_range(opts.fusedActivationFunction, s_out, zp_out)
         k = f"op{o.index}"
-        bias = self.const(b).astype(np.int64).reshape(-1) if b >= 0 else np.zeros(oc, np.int64)
         tap_sums = (filt.astype(np.int64).reshape(-1, oc).sum(axis=0) if depthwise
                     else filt.astype(np.int64).reshape(oc, -1).sum(axis=1))
-        arrays = [(f"{k}_filter", "int8_t", filt.reshape(-1))]
-        if b >= 0:
-            arrays.append((f"{k}_bias", "int32_t", bias))
-        arrays += [(f"{k}_multiplier", "int32_t", np.array(mults, np.int64)),
-                   (f"{k}_shift", "int32_t", np.array(shifts, np.int64)),
-                   (f"{k}_folded_bias", "int32_t", _wrap32(bias - zp_in * tap_sums))]
+        arrays = self.weight_arrays(k, filt, b, scales * oc if len(scales) == 1 else scales, s_in, s_out,
+                                    zp_in, tap_sums)
         params = dict(in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw,
                       stride_h=sy, stride_w=sx, dilation_h=dy, dilation_w=dx,
                       pad_h=_same_pad(ih, kh, sy, dy, oh, same), pad_w=_same_pad(iw, kw, sx, dx, ow, same),
@@ -326,26 +333,16 @@ class _Lowering:
         wt = g.tensors[w]
         scales = [float(s) for s in wt.scale]
         per_channel = len(scales) > 1
-        mults, shifts = [], []
-        for fs in scales:
-            m, s = quantize_multiplier(float(np.float64(s_in) * np.float64(_f32(fs)) / np.float64(s_out)))
-            mults.append(m)
-            shifts.append(s)
         filter_zp = int(wt.zero_point[0]) if wt.zero_point is not None and len(wt.zero_point) and not per_channel else 0
         lo, hi = activation_range(o.options.fusedActivationFunction if o.options else 0, s_out, zp_out)
         k = f"op{o.index}"
-        arrays = [(f"{k}_filter", "int8_t", filt.reshape(-1))]
-        if b >= 0:
-            arrays.append((f"{k}_bias", "int32_t", self.const(b).astype(np.int32).reshape(-1)))
-        arrays += [(f"{k}_multiplier", "int32_t", np.array(mults, np.int64)),
-                   (f"{k}_shift", "int32_t", np.array(shifts, np.int64))]
-        if filter_zp == 0:
-            bias = self.const(b).astype(np.int64).reshape(-1) if b >= 0 else np.zeros(out_depth, np.int64)
-            folded = _wrap32(bias - zp_in * filt.astype(np.int64).reshape(out_depth, -1).sum(axis=1))
-            arrays.append((f"{k}_folded_bias", "int32_t", folded))
+        # with asymmetric weights the kernel takes the reference's path, without a folded bias
+        tap_sums = filt.astype(np.int64).reshape(out_depth, -1).sum(axis=1) if filter_zp == 0 else None
+        arrays = self.weight_arrays(k, filt, b, scales, s_in, s_out, zp_in, tap_sums)
         params = dict(batches=batches, in_depth=in_depth, out_depth=out_depth, in_offset=-zp_in,
                       filter_offset=-filter_zp, out_offset=zp_out, act_min=lo, act_max=hi,
-                      per_channel=int(per_channel), single_rounding=int(self.match == "tflite"), filter=f"{k}_filter", bias=f"{k}_bias" if b >= 0 else "NULL",
+                      per_channel=int(per_channel), single_rounding=int(self.match == "tflite"),
+                      filter=f"{k}_filter", bias=f"{k}_bias" if b >= 0 else "NULL",
                       multiplier=f"{k}_multiplier", shift=f"{k}_shift",
                       folded_bias=f"{k}_folded_bias" if filter_zp == 0 else "NULL")
         self._step(o, "tg_fully_connected_params", params, arrays, [x], y,

@@ -72,6 +72,9 @@ def run(board_id: str, model_path: Path | None, data_path: Path | None = None, r
     if runtime not in ("aot", "tflm"):
         raise TinygenError(f"--runtime must be aot or tflm, not '{runtime}'.")
     if board_id == HOST:
+        if layers:
+            raise TinygenError("--layers times each layer from the firmware's cycle counter in QEMU; use "
+                               "--board mps2-an386.")
         if runtime != "aot":
             raise TinygenError("--board host runs tinygen's AOT C on this machine; TFLM firmware needs "
                                "--board mps2-an386 (or a real board).")

@@ -280,8 +280,8 @@ static void depthwise_inside_pixel(const tg_conv_params* p, const int8_t* in, in
 }
 
 // One output pixel of a depthwise convolution whose window overhangs the border: padded
-// four-channel blocks, then the channels left over by the reference's sum over the taps
-// inside the image.
+// four-channel blocks, then any channels left over (or every channel, with a depth
+// multiplier) by the reference's sum over the taps inside the image.
 static void depthwise_border_pixel(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* out) {
   const output_stage o = output_stage_of(p);
   int32_t c0 = 0;
@@ -308,24 +308,6 @@ static void depthwise_border_pixel(const tg_conv_params* p, const int8_t* in, in
       for (int32_t t = 0; t < n; t++, f += p->out_c) tg_mac4_s8(taps + 4 * t, f, acc);
       for (int k = 0; k < 4; k++) out[c0 + k] = requantize(&o, acc[k], c0 + k);
     }
-  }
-  if (p->dilation_h == 1 && p->dilation_w == 1) {
-    int32_t ky0, ky1, kx0, kx1;
-    clip(y0, p->k_h, p->in_h, &ky0, &ky1);
-    clip(x0, p->k_w, p->in_w, &kx0, &kx1);
-    for (int32_t ic = c0; ic < p->in_c; ic++) {
-      for (int32_t m = 0; m < p->depth_multiplier; m++) {
-        const int32_t oc = ic * p->depth_multiplier + m;
-        int32_t acc = p->bias ? p->bias[oc] : 0;
-        for (int32_t ky = ky0; ky < ky1; ky++) {
-          const int8_t* x = in + ((y0 + ky) * p->in_w + x0 + kx0) * p->in_c + ic;
-          const int8_t* f = p->filter + (ky * p->k_w + kx0) * p->out_c + oc;
-          for (int32_t kx = kx0; kx < kx1; kx++, x += p->in_c, f += p->out_c) acc += *f * (*x + p->in_offset);
-        }
-        out[oc] = requantize(&o, acc, oc);
-      }
-    }
-    return;
   }
   for (int32_t ic = c0; ic < p->in_c; ic++) {
     for (int32_t m = 0; m < p->depth_multiplier; m++) {

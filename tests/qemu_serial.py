@@ -4,31 +4,17 @@ to real firmware the way a host talks to a board."""
 from __future__ import annotations
 
 import contextlib
-import socket
-import subprocess
 import time
 from pathlib import Path
 
 
 @contextlib.contextmanager
 def qemu_uart(elf: Path, machine: str = "mps2-an386"):
-    """Yields socket://127.0.0.1:<port>; QEMU waits for the first connection before it starts the guest."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    qemu = subprocess.Popen(["qemu-system-arm", "-M", machine, "-display", "none", "-monitor", "none",
-                             "-semihosting", "-icount", "shift=0", "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on",
-                             "-kernel", str(elf)], stderr=subprocess.DEVNULL)
-    try:
+    """Yields socket://127.0.0.1:<port> for pyserial; tinygen.qemu boots the image and stops it."""
+    from tinygen.qemu import qemu_uart as boot
+
+    with boot(elf, machine) as (port, _):
         yield f"socket://127.0.0.1:{port}"
-    finally:
-        # firmware that has finished exits through semihosting; firmware still waiting for
-        # input (serial, MLPerf) never does, so it is stopped
-        try:
-            qemu.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            qemu.kill()
-            qemu.wait()
 
 
 def retry_connect(fn, attempts: int = 100, wait: float = 0.05):

@@ -92,7 +92,7 @@ def _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_r
     from . import qemu
     from .boards import load_board
     from .build import build
-    from .firmware import FirmwareError, compile_project
+    from .firmware import compile_project
     from .project import load_port
 
     board = load_board(board_id)
@@ -113,8 +113,6 @@ def _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_r
         progress("Running in QEMU (-icount shift=0)", None, None)
         machine = port.run[port.run.index("-M") + 1]
         rr = qemu.run(out_dir / "build" / "firmware.elf", machine, timeout)
-    except FirmwareError:
-        raise
     finally:
         if not keep:
             shutil.rmtree(out_dir, ignore_errors=True)

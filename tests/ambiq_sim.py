@@ -6,6 +6,7 @@ told to stop answering, corrupt or NACK a reply, or pace itself to a baud rate."
 from __future__ import annotations
 
 import os
+import select
 import struct
 import threading
 import time
@@ -33,10 +34,16 @@ class SimulatedBootloader(threading.Thread):
         self.reset_kind = None
         self._part = None
         self._want = None
+        # close() wakes the thread through this pipe and joins it before closing the pty: a thread
+        # still reading a closed fd number would read whatever the next test's pty reuses it for.
+        self._wake_r, self._wake_w = os.pipe()
 
     def _read(self, n: int) -> bytes:
         buf = b""
         while len(buf) < n:
+            ready, _, _ = select.select([self.master, self._wake_r], [], [])
+            if self._wake_r in ready:
+                raise EOFError
             chunk = os.read(self.master, n - len(buf))
             if not chunk:
                 raise EOFError
@@ -96,7 +103,10 @@ class SimulatedBootloader(threading.Thread):
             return
 
     def close(self) -> None:
-        for fd in (self.master, self.slave):
+        os.write(self._wake_w, b"x")
+        if self.is_alive():
+            self.join(timeout=5)
+        for fd in (self.master, self.slave, self._wake_r, self._wake_w):
             try:
                 os.close(fd)
             except OSError:

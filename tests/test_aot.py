@@ -267,7 +267,7 @@ def test_sparkfun_edge_aot_firmware_links(tmp_path):
 def test_serial_input_aot_firmware_answers_like_the_host(shared_models, tmp_path):
     """--runtime aot --input serial: `monitor --send` feeds inputs over QEMU's UART socket; the
     firmware's raw outputs equal the host tflite-micro interpreter's."""
-    from qemu_serial import qemu_uart, retry_connect
+    from qemu_serial import qemu_uart
 
     from tinygen.boards import load_board
     from tinygen.build import build, compile_and_run
@@ -282,9 +282,8 @@ def test_serial_input_aot_firmware_answers_like_the_host(shared_models, tmp_path
     inputs = np.random.default_rng(3).integers(-128, 128, size=(3, 1, 49, 10, 1), dtype=np.int8)
     expected = _tflm(model, inputs)
     with qemu_uart(tmp_path / "fw" / "build" / "firmware.elf") as url:
-        mon = lambda: Monitor(url, 115200, inputs=[x.tobytes() for x in inputs],  # noqa: E731
-                              log=Log(tmp_path / "run.jsonl", None)).run(duration=60)
-        stats = retry_connect(mon)
+        stats = Monitor(url, 115200, inputs=[x.tobytes() for x in inputs],
+                        log=Log(tmp_path / "run.jsonl", None)).run(duration=60)
     assert stats.inferences == 3
     events = [parse_line(r["raw"]) for r in map(json.loads, (tmp_path / "run.jsonl").read_text().splitlines())
               if r["kind"] == "inf"]

@@ -42,13 +42,13 @@ def test_sparkfun_edge_firmware_links(shared_models, tmp_path):
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm is not installed")
 def test_monitor_reads_the_real_firmware_over_a_socket(shared_models, tmp_path):
     """The firmware's UART served by QEMU on a local TCP port, read by `tinygen monitor` via socket://."""
-    from qemu_serial import qemu_uart, retry_connect
+    from qemu_serial import qemu_uart
     from tinygen.monitor import Monitor
 
     result = build(load_board("mps2-an386"), shared_models / "kws_ref_model.tflite", None, tmp_path / "fw", vector_count=5)
     compile_and_run(result, Path(TFLM_ROOT), {})
     with qemu_uart(tmp_path / "fw" / "build" / "firmware.elf") as url:
-        stats = retry_connect(lambda: Monitor(url, 115200, load_board("mps2-an386")).run(duration=60))
+        stats = Monitor(url, 115200, load_board("mps2-an386")).run(duration=60)
     assert stats.boot is not None and stats.boot.int("arena_used_bytes") == result.report.arena_bytes
     assert stats.inferences == 5 and stats.mismatches == 0 and stats.bad_lines == 0
     assert min(stats.cycles) > 0
@@ -62,7 +62,7 @@ def test_serial_input_firmware_answers_like_the_host(shared_models, tmp_path):
 
     import numpy as np
 
-    from qemu_serial import qemu_uart, retry_connect
+    from qemu_serial import qemu_uart
     from tinygen import analyze
     from tinygen.evaluate import int8_predict
     from tinygen.monitor import Log, Monitor
@@ -75,9 +75,8 @@ def test_serial_input_firmware_answers_like_the_host(shared_models, tmp_path):
     inputs = np.random.default_rng(3).integers(-128, 128, size=(2, 490), dtype=np.int8)
     expected = int8_predict(path.read_bytes(), g, inputs.reshape((2,) + g.tensors[g.inputs[0]].shape[1:]))
     with qemu_uart(tmp_path / "fw" / "build" / "firmware.elf") as url:
-        mon = lambda: Monitor(url, 115200, inputs=[x.tobytes() for x in inputs],  # noqa: E731
-                              log=Log(tmp_path / "run.jsonl", None)).run(duration=60)
-        stats = retry_connect(mon)
+        stats = Monitor(url, 115200, inputs=[x.tobytes() for x in inputs],
+                        log=Log(tmp_path / "run.jsonl", None)).run(duration=60)
     assert stats.inferences == 2
     events = [parse_line(r["raw"]) for r in map(json.loads, (tmp_path / "run.jsonl").read_text().splitlines())
               if r["kind"] == "inf"]
@@ -92,7 +91,7 @@ def test_mlperf_harness_firmware_in_qemu(shared_models, tmp_path):
     host interpreter's, dequantized, including over repeated timed inferences."""
     import numpy as np
 
-    from qemu_serial import qemu_uart, retry_connect
+    from qemu_serial import qemu_uart
     from tinygen import analyze
     from tinygen.evaluate import int8_predict
     from tinygen.mlperf import MlperfDut
@@ -107,7 +106,7 @@ def test_mlperf_harness_firmware_in_qemu(shared_models, tmp_path):
     out = g.tensors[g.outputs[0]]
     want = (q - out.zero_point[0]) * out.scale[0]
     with qemu_uart(tmp_path / "fw" / "build" / "firmware.elf") as url:
-        ser = retry_connect(lambda: open_port(url, 115200))
+        ser = open_port(url, 115200)
         dut = MlperfDut(ser, timeout=60)
         assert dut.sync() == "dut [tinygen]"
         dut.load(x.tobytes())

@@ -1,5 +1,5 @@
 """Boot firmware in qemu-system-arm with its UART on a local TCP port, and read the harness
-lines from it the way the host reads a board's serial port (pyserial, socket:// URL).
+lines from it the way the host reads a board's serial port.
 
 `-icount shift=0` makes QEMU advance its clock one nanosecond per executed instruction, so
 SysTick counts are deterministic and comparable between builds, though not a real chip's cycles.
@@ -18,12 +18,6 @@ from .firmware import FirmwareError, RunResult
 from .protocol import parse_line
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def qemu_uart(elf: Path, machine: str = "mps2-an386"):
     """Yields (the TCP port of the UART, the QEMU process). QEMU waits for the first
@@ -31,11 +25,18 @@ def qemu_uart(elf: Path, machine: str = "mps2-an386"):
     has finished has exited through semihosting; one still running is stopped."""
     if shutil.which("qemu-system-arm") is None:
         raise FirmwareError("qemu-system-arm is not installed; on Debian/Ubuntu: apt-get install qemu-system-arm.")
-    port = _free_port()
-    qemu = subprocess.Popen(["qemu-system-arm", "-M", machine, "-display", "none", "-monitor", "none",
-                             "-semihosting", "-icount", "shift=0",
-                             "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on", "-kernel", str(elf)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # The listening socket is made here and handed to QEMU by descriptor: a port picked here and
+    # bound later by QEMU could be taken in between by another process (two runs side by side).
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        fd = listener.fileno()
+        qemu = subprocess.Popen(["qemu-system-arm", "-M", machine, "-display", "none", "-monitor", "none",
+                                 "-semihosting", "-icount", "shift=0",
+                                 "-chardev", f"socket,id=uart0,fd={fd},server=on,wait=on",
+                                 "-serial", "chardev:uart0", "-kernel", str(elf)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=[fd])
     try:
         yield port, qemu
     finally:
@@ -51,22 +52,27 @@ def qemu_uart(elf: Path, machine: str = "mps2-an386"):
 
 
 def connect(port: int, qemu: subprocess.Popen, wait: float = 10.0) -> socket.socket:
-    """Open the UART once QEMU listens on it. A plain socket, not pyserial's socket:// handler:
-    that one drops bytes it has read when the peer closes within the same read() call, and
-    QEMU closes right after the firmware's last line."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            s = socket.create_connection(("127.0.0.1", port), timeout=1.0)
-            s.settimeout(0.5)
-            return s
-        except OSError:
-            if qemu.poll() is not None:
-                msg = (qemu.stderr.read() or b"").decode(errors="replace").strip()
-                raise FirmwareError(f"QEMU exited before the firmware started: {msg[:200]}") from None
-            if time.monotonic() > deadline:
-                raise FirmwareError(f"QEMU's UART never opened on 127.0.0.1:{port}.") from None
-            time.sleep(0.05)
+    """Open the UART. A plain socket, not pyserial's socket:// handler: that one drops bytes it
+    has read when the peer closes within the same read() call, and QEMU closes right after the
+    firmware's last line. The listener exists before QEMU starts, so one try is enough."""
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=wait)
+    except OSError as e:
+        if qemu.poll() is not None:
+            raise FirmwareError(f"QEMU stopped before the firmware started: {_exit_reason(qemu)}.") from None
+        raise FirmwareError(f"Could not connect to QEMU's UART on 127.0.0.1:{port}: {e.strerror or e}.") from None
+    s.settimeout(0.5)
+    return s
+
+
+def _exit_reason(qemu: subprocess.Popen) -> str:
+    """QEMU's exit status and the last thing it said, less its own 'waiting for connection' notice."""
+    status = qemu.wait()
+    said = [ln for ln in (qemu.stderr.read() or b"").decode(errors="replace").splitlines()
+            if ln.strip() and "waiting for connection" not in ln]
+    # a lockup prints "qemu: fatal: ..." and then a register dump: the first line says why
+    why = next((ln for ln in said if ln.startswith("qemu")), said[-1] if said else "")
+    return f"QEMU exited with status {status}" + (f" ({why.strip()[:200]})" if why else "")
 
 
 def run(elf: Path, machine: str = "mps2-an386", timeout: float = 600.0,
@@ -83,9 +89,10 @@ def run(elf: Path, machine: str = "mps2-an386", timeout: float = 600.0,
                     chunk = port.recv(4096)
                 except socket.timeout:
                     chunk = None
+                except ConnectionResetError:
+                    chunk = b""
                 if chunk == b"":
-                    raise FirmwareError("The firmware's UART closed (QEMU exited, status "
-                                        f"{qemu.wait()}) before it said it was done.")
+                    raise FirmwareError(f"The firmware's UART closed before it said it was done: {_exit_reason(qemu)}.")
                 if chunk:
                     buf += chunk
                     *lines, buf = buf.split(b"\n")
@@ -110,7 +117,7 @@ def run(elf: Path, machine: str = "mps2-an386", timeout: float = 600.0,
                         elif ev.kind == "err":
                             raise FirmwareError(f"The firmware stopped with an error: {ev.fields.get('what', '?')}.")
                 elif qemu.poll() is not None:
-                    raise FirmwareError(f"QEMU exited (status {qemu.returncode}) before the firmware said it was done.")
+                    raise FirmwareError(f"The firmware stopped before it said it was done: {_exit_reason(qemu)}.")
                 if time.monotonic() > deadline:
                     raise FirmwareError(f"The firmware did not finish within {timeout:.0f} s in QEMU.")
         finally:

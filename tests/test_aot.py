@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import zlib
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from conftest import needs
 from test_cli import assert_one_sentence_error, run as cli
 
 from tinygen import analyze, aot, hostrun
+from tinygen.resources import resource_dir
 
 SAMPLES = 200
 
@@ -59,12 +61,14 @@ def aot_models(tiny_models) -> dict[str, bytes]:
 
 
 @needs("cc")
-def test_every_kernel_is_bit_exact_with_tflite_micro_and_tflite(aot_models, tmp_path):
+@pytest.mark.parametrize("dsp", [False, True], ids=["plain-c", "dsp-emulated"])
+def test_every_kernel_is_bit_exact_with_tflite_micro_and_tflite(aot_models, dsp, tmp_path):
+    """dsp: the kernels' Cortex-M DSP paths (SMLAD etc.), their instructions emulated in C."""
     from tinygen.run import tflite_reference
 
     ops_seen: set[str] = set()
     for name, model in aot_models.items():
-        hm, program, _ = hostrun.compile_model(model, name, tmp_path / name)
+        hm, program, _ = hostrun.compile_model(model, name, tmp_path / name, emulate_dsp=dsp)
         xs = _inputs(hm, SAMPLES)
         out, _ = hm.run(xs)
         micro = _tflm(model, xs)
@@ -91,6 +95,8 @@ def test_shared_models_are_bit_exact_on_the_host(shared_models, name, tmp_path):
     out, _ = hm.run(xs)
     micro = _tflm(model, xs)
     assert _differ(out, micro) == 0
+    hm, _, _ = hostrun.compile_model(model, name, tmp_path / "dsp", emulate_dsp=True)  # the Cortex-M DSP paths
+    assert _differ(hm.run(xs[:10])[0], micro[:10]) == 0
     # every shared model ends in FULLY_CONNECTED, where TFLite 2.21 rounds once and TFLM twice
     lite = tflite_reference(model, xs).reshape(out.shape)
     assert np.array_equal(out != lite, micro != lite)
@@ -117,7 +123,11 @@ def test_random_single_op_models_are_bit_exact(op, tmp_path):
         hm, _, _ = hostrun.compile_model(model, op, tmp_path / str(seed))
         xs = [rng.integers(-128, 128, size=(20,) + shape, dtype=np.int8) for _, shape in hm.inputs]
         out, _ = hm.run(xs)
-        assert _differ(out, _tflm(model, xs)) == 0, f"{op}, seed {seed}"
+        micro = _tflm(model, xs)
+        assert _differ(out, micro) == 0, f"{op}, seed {seed}"
+        # the Cortex-M DSP paths, their instructions emulated in C
+        hm, _, _ = hostrun.compile_model(model, op, tmp_path / f"{seed}-dsp", emulate_dsp=True)
+        assert _differ(hm.run(xs)[0], micro) == 0, f"{op}, seed {seed}, DSP paths"
         if op == "FULLY_CONNECTED":  # the one op where TFLite's arithmetic differs: --match tflite
             hm, _, _ = hostrun.compile_model(model, op, tmp_path / f"{seed}-tflite", match="tflite")
             out, _ = hm.run(xs)
@@ -216,6 +226,19 @@ def test_aot_project_for_the_bundled_example(tmp_path):
     assert not any(f.endswith(".cc") for f in files)           # plain C: no TFLM, no C++
     head = (out / "aot" / "tg_model.c").read_text().splitlines()[:2]
     assert "tinygen" in head[0] and "sha256" in head[1]
+
+
+@needs("arm-none-eabi-gcc")
+@pytest.mark.parametrize("core, dsp", [("cortex-m4", True), ("cortex-m0plus", False)])
+def test_the_dsp_paths_are_what_a_cortex_m_build_compiles(core, dsp, tmp_path):
+    """The host tests check the DSP paths through TG_EMULATE_DSP; this checks that an M4
+    build takes them (SMLAD in the object) and an M0+ build, which has no DSP, does not."""
+    fw = resource_dir("firmware") / aot.KERNEL_DIR
+    obj = tmp_path / "tg_conv.o"
+    subprocess.run(["arm-none-eabi-gcc", f"-mcpu={core}", "-mthumb", "-O2", "-std=c99", f"-I{fw}", "-c",
+                    fw / "tg_conv.c", "-o", obj], check=True)
+    text = subprocess.run(["arm-none-eabi-objdump", "-d", obj], capture_output=True, text=True, check=True).stdout
+    assert ("smlad" in text and "sxtb16" in text) == dsp
 
 
 @needs("arm-none-eabi-gcc")

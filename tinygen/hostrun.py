@@ -70,8 +70,9 @@ def compiler() -> str:
 
 
 def build_host(files: dict[str, str], program: aot.Program, workdir: Path | None = None,
-               opt: str = "-O2") -> HostModel:
-    """Compile tg_model.c, the kernels it calls and the host runner into one executable."""
+               opt: str = "-O2", emulate_dsp: bool = False) -> HostModel:
+    """Compile tg_model.c, the kernels it calls and the host runner into one executable.
+    emulate_dsp: the kernels' Cortex-M DSP paths, with the instructions written in C (tests)."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="tinygen-host-"))
     workdir.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
@@ -79,7 +80,8 @@ def build_host(files: dict[str, str], program: aot.Program, workdir: Path | None
     runner = resource_dir("firmware") / aot.KERNEL_DIR / "tg_run_host.c"
     sources = [workdir / "tg_model.c", runner] + [workdir / s for s in program.sources]
     exe = workdir / "tg_model_host"
-    cmd = [compiler(), "-std=c99", opt, "-Wall", f"-I{workdir}", *map(str, sources), "-lm", "-o", str(exe)]
+    cmd = [compiler(), "-std=c99", opt, "-Wall", *(["-DTG_EMULATE_DSP"] if emulate_dsp else []), f"-I{workdir}",
+           *map(str, sources), "-lm", "-o", str(exe)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise HostRunError(f"The host C compiler failed: {r.stderr.strip()[:400]}")
@@ -89,7 +91,7 @@ def build_host(files: dict[str, str], program: aot.Program, workdir: Path | None
 
 
 def compile_model(model_bytes: bytes, name: str, workdir: Path | None = None,
-                  match: str = "tflm") -> tuple[HostModel, aot.Program, aot.ArenaPlan]:
+                  match: str = "tflm", emulate_dsp: bool = False) -> tuple[HostModel, aot.Program, aot.ArenaPlan]:
     from .analyze import parse
 
     graph = parse(model_bytes, name)
@@ -98,4 +100,4 @@ def compile_model(model_bytes: bytes, name: str, workdir: Path | None = None,
     aot.check_plan(program, arena)
     files = aot.render(program, arena, name)
     files.update(aot.kernel_sources(program))
-    return build_host(files, program, workdir), program, arena
+    return build_host(files, program, workdir, emulate_dsp=emulate_dsp), program, arena

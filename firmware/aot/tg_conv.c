@@ -51,15 +51,16 @@ static void interior(int32_t out, int32_t in, int32_t k, int32_t stride, int32_t
 // dot products, two filters at a time.
 static void conv_window(const tg_conv_params* p, const output_stage* o, const int8_t* window, int32_t row_step,
                         int8_t* out) {
-  const int32_t filter_row = p->k_w * p->in_c;
-  const int32_t filter_size = p->k_h * filter_row;
+  const int32_t filter_size = p->k_h * p->k_w * p->in_c;
+  // rows that follow each other in memory (a gathered window) are one long dot product
+  const int32_t rows = row_step == p->k_w * p->in_c ? 1 : p->k_h;
+  const int32_t n = filter_size / rows;
   int32_t oc = 0;
   for (; oc + 2 <= p->out_c; oc += 2) {
     const int8_t* f0 = p->filter + oc * filter_size;
     int32_t acc0 = p->folded_bias[oc], acc1 = p->folded_bias[oc + 1];
-    for (int32_t ky = 0; ky < p->k_h; ky++) {
-      tg_dot2_s8(f0 + ky * filter_row, f0 + filter_size + ky * filter_row, window + ky * row_step, filter_row,
-                 &acc0, &acc1);
+    for (int32_t r = 0; r < rows; r++) {
+      tg_dot2_s8(f0 + r * n, f0 + filter_size + r * n, window + r * row_step, n, &acc0, &acc1);
     }
     out[oc] = requantize(o, acc0, oc);
     out[oc + 1] = requantize(o, acc1, oc + 1);
@@ -67,9 +68,21 @@ static void conv_window(const tg_conv_params* p, const output_stage* o, const in
   for (; oc < p->out_c; oc++) {
     const int8_t* f = p->filter + oc * filter_size;
     int32_t acc = p->folded_bias[oc];
-    for (int32_t ky = 0; ky < p->k_h; ky++) acc += tg_dot_s8(f + ky * filter_row, window + ky * row_step, filter_row);
+    for (int32_t r = 0; r < rows; r++) acc += tg_dot_s8(f + r * n, window + r * row_step, n);
     out[oc] = requantize(o, acc, oc);
   }
+}
+
+// Short filter rows (few input channels, e.g. an image's first layer) make short dot
+// products, each paying its loop's set-up and tail: worth gathering the window's rows into
+// one run first, once per pixel for all the filters (CMSIS-NN's im2col, one window at a time).
+static inline int gather_pays(const tg_conv_params* p, int32_t windows) {
+  const int32_t row = p->k_w * p->in_c;
+  return p->k_h > 1 && row < 128 && windows * p->k_h * row <= TG_CONV_SCRATCH_BYTES;
+}
+
+static void gather(const int8_t* window, int32_t rows, int32_t row_bytes, int32_t row_step, int8_t* dst) {
+  for (int32_t r = 0; r < rows; r++) memcpy(dst + r * row_bytes, window + r * row_step, (size_t)row_bytes);
 }
 
 // The taps [lo, hi) of a window starting at `origin` that fall inside [0, size) (no dilation).
@@ -155,7 +168,13 @@ static void conv_inside_pixel(const tg_conv_params* p, const int8_t* in, int32_t
   const int8_t* window = in + (y0 * p->in_w + x0) * p->in_c;
   const int32_t row_step = p->dilation_h * p->in_w * p->in_c;
   if (groups == 1 && p->dilation_w == 1) {
-    conv_window(p, &o, window, row_step, out);
+    if (gather_pays(p, 1)) {
+      int8_t gathered[TG_CONV_SCRATCH_BYTES];
+      gather(window, p->k_h, filter_row, row_step, gathered);
+      conv_window(p, &o, gathered, filter_row, out);
+    } else {
+      conv_window(p, &o, window, row_step, out);
+    }
     return;
   }
   const int32_t filters_per_group = p->out_c / groups;
@@ -181,15 +200,24 @@ static void conv_inside_pixel_pair(const tg_conv_params* p, const int8_t* in, in
   const int32_t filter_size = p->k_h * filter_row;
   const int8_t* w0 = in + (y0 * p->in_w + x0) * p->in_c;
   const int8_t* w1 = w0 + p->stride_w * p->in_c;
-  const int32_t row_step = p->dilation_h * p->in_w * p->in_c;
+  int32_t row_step = p->dilation_h * p->in_w * p->in_c;
+  int32_t rows = p->k_h, n = filter_row;
+  int8_t gathered[TG_CONV_SCRATCH_BYTES];
+  if (gather_pays(p, 2)) {
+    gather(w0, p->k_h, filter_row, row_step, gathered);
+    gather(w1, p->k_h, filter_row, row_step, gathered + filter_size);
+    w0 = gathered;
+    w1 = gathered + filter_size;
+    rows = 1;
+    n = row_step = filter_size;
+  }
   int8_t* out1 = out + p->out_c;
   int32_t oc = 0;
   for (; oc + 2 <= p->out_c; oc += 2) {
     const int8_t* f0 = p->filter + oc * filter_size;
     int32_t acc[4] = {p->folded_bias[oc], p->folded_bias[oc], p->folded_bias[oc + 1], p->folded_bias[oc + 1]};
-    for (int32_t ky = 0; ky < p->k_h; ky++) {
-      tg_dot2x2_s8(f0 + ky * filter_row, f0 + filter_size + ky * filter_row, w0 + ky * row_step, w1 + ky * row_step,
-                   filter_row, acc);
+    for (int32_t r = 0; r < rows; r++) {
+      tg_dot2x2_s8(f0 + r * n, f0 + filter_size + r * n, w0 + r * row_step, w1 + r * row_step, n, acc);
     }
     out[oc] = requantize(&o, acc[0], oc);
     out1[oc] = requantize(&o, acc[1], oc);
@@ -199,9 +227,7 @@ static void conv_inside_pixel_pair(const tg_conv_params* p, const int8_t* in, in
   for (; oc < p->out_c; oc++) {
     const int8_t* f = p->filter + oc * filter_size;
     int32_t acc0 = p->folded_bias[oc], acc1 = p->folded_bias[oc];
-    for (int32_t ky = 0; ky < p->k_h; ky++) {
-      tg_dot2_s8(w0 + ky * row_step, w1 + ky * row_step, f + ky * filter_row, filter_row, &acc0, &acc1);
-    }
+    for (int32_t r = 0; r < rows; r++) tg_dot2_s8(w0 + r * row_step, w1 + r * row_step, f + r * n, n, &acc0, &acc1);
     out[oc] = requantize(&o, acc0, oc);
     out1[oc] = requantize(&o, acc1, oc);
   }
@@ -230,39 +256,48 @@ void tg_conv2d(const tg_conv_params* p, const int8_t* in, int8_t* out) {
   }
 }
 
-// One output pixel of a depthwise convolution, window inside the image: channels four at a
-// time (depth multiplier 1), each tap one word of input and one of filter.
+// Channels [0, channels) of one depthwise output pixel (depth multiplier 1), four at a time
+// while four remain: each tap is one word of input and one of filter. `window` is the
+// pixel's first tap, tap_x and tap_y the steps to the next tap in a row and to the next row;
+// `filter` and `folded_bias` start at the window's first channel.
+static int32_t depthwise_blocks(const output_stage* o, const int8_t* window, int32_t tap_x, int32_t tap_y,
+                                const int8_t* filter, int32_t filter_step, const int32_t* folded_bias,
+                                int32_t channels, int32_t k_h, int32_t k_w, int32_t channel0, int8_t* out) {
+  int32_t c = 0;
+  for (; c + 4 <= channels; c += 4) {
+    int32_t acc[4] = {folded_bias[c], folded_bias[c + 1], folded_bias[c + 2], folded_bias[c + 3]};
+    const int8_t* taps = filter + c;
+    const int8_t* row = window + c;
+    if (k_h == 3 && k_w == 3) {  // MobileNet's and DS-CNN's case, unrolled
+      for (int32_t ky = 0; ky < 3; ky++, row += tap_y, taps += 3 * filter_step) {
+        tg_mac4_s8(row, taps, acc);
+        tg_mac4_s8(row + tap_x, taps + filter_step, acc);
+        tg_mac4_s8(row + 2 * tap_x, taps + 2 * filter_step, acc);
+      }
+    } else {
+      for (int32_t ky = 0; ky < k_h; ky++, row += tap_y) {
+        const int8_t* x = row;
+        for (int32_t kx = 0; kx < k_w; kx++, x += tap_x, taps += filter_step) tg_mac4_s8(x, taps, acc);
+      }
+    }
+    out[c] = requantize(o, acc[0], channel0 + c);
+    out[c + 1] = requantize(o, acc[1], channel0 + c + 1);
+    out[c + 2] = requantize(o, acc[2], channel0 + c + 2);
+    out[c + 3] = requantize(o, acc[3], channel0 + c + 3);
+  }
+  return c;
+}
+
+// One output pixel of a depthwise convolution, window inside the image.
 static void depthwise_inside_pixel(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* out) {
   const output_stage o = output_stage_of(p);
   const int32_t tap_x = p->dilation_w * p->in_c, tap_y = p->dilation_h * p->in_w * p->in_c;
   const int8_t* window = in + (y0 * p->in_w + x0) * p->in_c;
   int32_t c = 0;
   if (p->depth_multiplier == 1) {
-    // locals, not p->: the int8 stores below may alias the parameter block
-    const int32_t channels = p->in_c, k_h = p->k_h, k_w = p->k_w;
-    const int32_t* folded_bias = p->folded_bias;
-    const int8_t* filter = p->filter;
-    for (; c + 4 <= channels; c += 4) {
-      int32_t acc[4] = {folded_bias[c], folded_bias[c + 1], folded_bias[c + 2], folded_bias[c + 3]};
-      const int8_t* taps = filter + c;
-      const int8_t* row = window + c;
-      if (k_h == 3 && k_w == 3) {  // MobileNet's and DS-CNN's case, unrolled
-        for (int32_t ky = 0; ky < 3; ky++, row += tap_y, taps += 3 * channels) {
-          tg_mac4_s8(row, taps, acc);
-          tg_mac4_s8(row + tap_x, taps + channels, acc);
-          tg_mac4_s8(row + 2 * tap_x, taps + 2 * channels, acc);
-        }
-      } else {
-        for (int32_t ky = 0; ky < k_h; ky++, row += tap_y) {
-          const int8_t* x = row;
-          for (int32_t kx = 0; kx < k_w; kx++, x += tap_x, taps += channels) tg_mac4_s8(x, taps, acc);
-        }
-      }
-      out[c] = requantize(&o, acc[0], c);
-      out[c + 1] = requantize(&o, acc[1], c + 1);
-      out[c + 2] = requantize(&o, acc[2], c + 2);
-      out[c + 3] = requantize(&o, acc[3], c + 3);
-    }
+    // locals, not p->: the int8 stores may alias the parameter block
+    c = depthwise_blocks(&o, window, tap_x, tap_y, p->filter, p->out_c, p->folded_bias, p->in_c, p->k_h, p->k_w, 0,
+                         out);
   }
   for (int32_t ic = c; ic < p->in_c; ic++) {
     for (int32_t m = 0; m < p->depth_multiplier; m++) {
@@ -279,34 +314,37 @@ static void depthwise_inside_pixel(const tg_conv_params* p, const int8_t* in, in
   }
 }
 
-// One output pixel of a depthwise convolution whose window overhangs the border: padded
-// four-channel blocks, then any channels left over (or every channel, with a depth
-// multiplier) by the reference's sum over the taps inside the image.
+// One output pixel of a depthwise convolution whose window overhangs the border. With depth
+// multiplier 1: the window is gathered a slice of channels at a time into a stack buffer,
+// the taps outside the image set to the input's zero point (each adds filter * (zero_point +
+// in_offset) = 0), so the folded bias and the inside kernel apply. Channels left over (or
+// every channel, with a depth multiplier) take the reference's sum over the taps inside.
 static void depthwise_border_pixel(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* out) {
   const output_stage o = output_stage_of(p);
+  const int32_t taps = p->k_h * p->k_w;
   int32_t c0 = 0;
-  if (p->depth_multiplier == 1 && p->k_h * p->k_w <= 64) {
-    // Four channels at a time through their taps, those outside the image set to the
-    // input's zero point (adding nothing), so the folded bias applies as inside.
-    int8_t taps[64 * 4];
+  int32_t slice = (TG_CONV_SCRATCH_BYTES / taps) & ~3;
+  if (p->depth_multiplier == 1 && slice >= 4) {
+    int8_t window[TG_CONV_SCRATCH_BYTES];
     const int8_t zero_point = (int8_t)-p->in_offset;
-    for (; c0 + 4 <= p->in_c; c0 += 4) {
-      int32_t n = 0;
+    const int32_t whole = p->in_c & ~3;
+    while (c0 < whole) {
+      const int32_t n = whole - c0 < slice ? whole - c0 : slice;
+      int8_t* dst = window;
       for (int32_t ky = 0; ky < p->k_h; ky++) {
         const int32_t y = y0 + ky * p->dilation_h;
-        for (int32_t kx = 0; kx < p->k_w; kx++, n++) {
+        for (int32_t kx = 0; kx < p->k_w; kx++, dst += n) {
           const int32_t x = x0 + kx * p->dilation_w;
           if (y < 0 || y >= p->in_h || x < 0 || x >= p->in_w) {
-            memset(taps + 4 * n, zero_point, 4);
+            memset(dst, zero_point, (size_t)n);
           } else {
-            memcpy(taps + 4 * n, in + (y * p->in_w + x) * p->in_c + c0, 4);
+            memcpy(dst, in + (y * p->in_w + x) * p->in_c + c0, (size_t)n);
           }
         }
       }
-      int32_t acc[4] = {p->folded_bias[c0], p->folded_bias[c0 + 1], p->folded_bias[c0 + 2], p->folded_bias[c0 + 3]};
-      const int8_t* f = p->filter + c0;
-      for (int32_t t = 0; t < n; t++, f += p->out_c) tg_mac4_s8(taps + 4 * t, f, acc);
-      for (int k = 0; k < 4; k++) out[c0 + k] = requantize(&o, acc[k], c0 + k);
+      depthwise_blocks(&o, window, n, p->k_w * n, p->filter + c0, p->out_c, p->folded_bias + c0, n, p->k_h, p->k_w,
+                       c0, out + c0);
+      c0 += n;
     }
   }
   for (int32_t ic = c0; ic < p->in_c; ic++) {

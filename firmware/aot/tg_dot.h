@@ -4,21 +4,55 @@
 
 #include <stdint.h>
 #include <string.h>
+
+// TG_DSP: the Cortex-M DSP instructions (SXTB16, SMLAD, SMLABB/TT). On a core with them they
+// are the ACLE intrinsics; with TG_EMULATE_DSP a host build gets the same operations in plain
+// C, so the tests check the DSP paths bit for bit without a board.
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 #include <arm_acle.h>
+#define TG_DSP 1
+static inline uint32_t tg_sxtb16(uint32_t x) { return __sxtb16(x); }
+// bytes 1 and 3 sign-extended: SXTB16 with its rotate, one instruction (GCC does not fold
+// the rotate into __sxtb16 by itself)
+static inline uint32_t tg_sxtb16_ror8(uint32_t x) {
+  uint32_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+  return r;
+}
+static inline int32_t tg_smlad(uint32_t a, uint32_t b, int32_t acc) { return (int32_t)__smlad(a, b, (uint32_t)acc); }
+static inline int32_t tg_smlabb(uint32_t a, uint32_t b, int32_t acc) { return __smlabb((int32_t)a, (int32_t)b, acc); }
+static inline int32_t tg_smlatt(uint32_t a, uint32_t b, int32_t acc) { return __smlatt((int32_t)a, (int32_t)b, acc); }
+#elif defined(TG_EMULATE_DSP)
+#define TG_DSP 1
+static inline uint32_t tg_sxtb16(uint32_t x) {
+  return (uint32_t)(uint16_t)(int16_t)(int8_t)(x & 0xFF) | ((uint32_t)(uint16_t)(int16_t)(int8_t)(x >> 16) << 16);
+}
+static inline uint32_t tg_sxtb16_ror8(uint32_t x) { return tg_sxtb16((x >> 8) | (x << 24)); }
+static inline int32_t tg_lo16(uint32_t x) { return (int16_t)(x & 0xFFFF); }
+static inline int32_t tg_hi16(uint32_t x) { return (int16_t)(x >> 16); }
+// the accumulation wraps as the instruction's does
+static inline int32_t tg_smlad(uint32_t a, uint32_t b, int32_t acc) {
+  return (int32_t)((uint32_t)acc + (uint32_t)(tg_lo16(a) * tg_lo16(b)) + (uint32_t)(tg_hi16(a) * tg_hi16(b)));
+}
+static inline int32_t tg_smlabb(uint32_t a, uint32_t b, int32_t acc) {
+  return (int32_t)((uint32_t)acc + (uint32_t)(tg_lo16(a) * tg_lo16(b)));
+}
+static inline int32_t tg_smlatt(uint32_t a, uint32_t b, int32_t acc) {
+  return (int32_t)((uint32_t)acc + (uint32_t)(tg_hi16(a) * tg_hi16(b)));
+}
 #endif
 
 // sum(a[i] * b[i]). Integer sums do not depend on their order, so the DSP path (two
 // 16-bit multiply-accumulates per SMLAD, bytes unpacked with SXTB16) gives the same result.
 static inline int32_t tg_dot_s8(const int8_t* a, const int8_t* b, int32_t n) {
   int32_t acc = 0, i = 0;
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#if TG_DSP
   for (; i + 4 <= n; i += 4) {
     uint32_t wa, wb;
     memcpy(&wa, a + i, 4);  // one unaligned LDR each
     memcpy(&wb, b + i, 4);
-    acc = (int32_t)__smlad(__sxtb16(wa), __sxtb16(wb), (uint32_t)acc);  // bytes 0 and 2
-    acc = (int32_t)__smlad(__sxtb16((wa >> 8) | (wa << 24)), __sxtb16((wb >> 8) | (wb << 24)), (uint32_t)acc);  // 1, 3
+    acc = tg_smlad(tg_sxtb16(wa), tg_sxtb16(wb), acc);  // bytes 0 and 2
+    acc = tg_smlad(tg_sxtb16_ror8(wa), tg_sxtb16_ror8(wb), acc);  // 1, 3
   }
 #endif
   for (; i < n; i++) acc += a[i] * b[i];
@@ -30,17 +64,17 @@ static inline int32_t tg_dot_s8(const int8_t* a, const int8_t* b, int32_t n) {
 static inline void tg_dot2_s8(const int8_t* a0, const int8_t* a1, const int8_t* b, int32_t n, int32_t* acc0,
                               int32_t* acc1) {
   int32_t s0 = 0, s1 = 0, i = 0;
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#if TG_DSP
   for (; i + 4 <= n; i += 4) {
     uint32_t w0, w1, wb;
     memcpy(&wb, b + i, 4);
     memcpy(&w0, a0 + i, 4);
     memcpy(&w1, a1 + i, 4);
-    const uint32_t b02 = __sxtb16(wb), b13 = __sxtb16((wb >> 8) | (wb << 24));
-    s0 = (int32_t)__smlad(__sxtb16(w0), b02, (uint32_t)s0);
-    s0 = (int32_t)__smlad(__sxtb16((w0 >> 8) | (w0 << 24)), b13, (uint32_t)s0);
-    s1 = (int32_t)__smlad(__sxtb16(w1), b02, (uint32_t)s1);
-    s1 = (int32_t)__smlad(__sxtb16((w1 >> 8) | (w1 << 24)), b13, (uint32_t)s1);
+    const uint32_t b02 = tg_sxtb16(wb), b13 = tg_sxtb16_ror8(wb);
+    s0 = tg_smlad(tg_sxtb16(w0), b02, s0);
+    s0 = tg_smlad(tg_sxtb16_ror8(w0), b13, s0);
+    s1 = tg_smlad(tg_sxtb16(w1), b02, s1);
+    s1 = tg_smlad(tg_sxtb16_ror8(w1), b13, s1);
   }
 #endif
   for (; i < n; i++) {
@@ -56,22 +90,22 @@ static inline void tg_dot2_s8(const int8_t* a0, const int8_t* a1, const int8_t* 
 static inline void tg_dot2x2_s8(const int8_t* f0, const int8_t* f1, const int8_t* x0, const int8_t* x1, int32_t n,
                                 int32_t acc[4]) {
   int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0, i = 0;
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#if TG_DSP
   for (; i + 4 <= n; i += 4) {
     uint32_t a, b, c, d;
     memcpy(&a, f0 + i, 4);
     memcpy(&b, f1 + i, 4);
     memcpy(&c, x0 + i, 4);
     memcpy(&d, x1 + i, 4);
-    const uint32_t c02 = __sxtb16(c), c13 = __sxtb16((c >> 8) | (c << 24));
-    const uint32_t d02 = __sxtb16(d), d13 = __sxtb16((d >> 8) | (d << 24));
-    uint32_t lo = __sxtb16(a), hi = __sxtb16((a >> 8) | (a << 24));
-    s00 = (int32_t)__smlad(lo, c02, __smlad(hi, c13, (uint32_t)s00));
-    s01 = (int32_t)__smlad(lo, d02, __smlad(hi, d13, (uint32_t)s01));
-    lo = __sxtb16(b);
-    hi = __sxtb16((b >> 8) | (b << 24));
-    s10 = (int32_t)__smlad(lo, c02, __smlad(hi, c13, (uint32_t)s10));
-    s11 = (int32_t)__smlad(lo, d02, __smlad(hi, d13, (uint32_t)s11));
+    const uint32_t c02 = tg_sxtb16(c), c13 = tg_sxtb16_ror8(c);
+    const uint32_t d02 = tg_sxtb16(d), d13 = tg_sxtb16_ror8(d);
+    uint32_t lo = tg_sxtb16(a), hi = tg_sxtb16_ror8(a);
+    s00 = tg_smlad(lo, c02, tg_smlad(hi, c13, s00));
+    s01 = tg_smlad(lo, d02, tg_smlad(hi, d13, s01));
+    lo = tg_sxtb16(b);
+    hi = tg_sxtb16_ror8(b);
+    s10 = tg_smlad(lo, c02, tg_smlad(hi, c13, s10));
+    s11 = tg_smlad(lo, d02, tg_smlad(hi, d13, s11));
   }
 #endif
   for (; i < n; i++) {
@@ -89,16 +123,16 @@ static inline void tg_dot2x2_s8(const int8_t* f0, const int8_t* f1, const int8_t
 // acc[0..3] += a[i] * b[i] for four lanes at once: four channels of one depthwise tap
 // (input and filter bytes of consecutive channels sit next to each other in memory).
 static inline void tg_mac4_s8(const int8_t* a, const int8_t* b, int32_t acc[4]) {
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#if TG_DSP
   uint32_t wa, wb;
   memcpy(&wa, a, 4);
   memcpy(&wb, b, 4);
-  const uint32_t a02 = __sxtb16(wa), b02 = __sxtb16(wb);
-  const uint32_t a13 = __sxtb16((wa >> 8) | (wa << 24)), b13 = __sxtb16((wb >> 8) | (wb << 24));
-  acc[0] = __smlabb((int32_t)a02, (int32_t)b02, acc[0]);
-  acc[2] = __smlatt((int32_t)a02, (int32_t)b02, acc[2]);
-  acc[1] = __smlabb((int32_t)a13, (int32_t)b13, acc[1]);
-  acc[3] = __smlatt((int32_t)a13, (int32_t)b13, acc[3]);
+  const uint32_t a02 = tg_sxtb16(wa), b02 = tg_sxtb16(wb);
+  const uint32_t a13 = tg_sxtb16_ror8(wa), b13 = tg_sxtb16_ror8(wb);
+  acc[0] = tg_smlabb(a02, b02, acc[0]);
+  acc[2] = tg_smlatt(a02, b02, acc[2]);
+  acc[1] = tg_smlabb(a13, b13, acc[1]);
+  acc[3] = tg_smlatt(a13, b13, acc[3]);
 #else
   for (int k = 0; k < 4; k++) acc[k] += a[k] * b[k];
 #endif

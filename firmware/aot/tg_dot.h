@@ -85,18 +85,53 @@ static inline void tg_dot2_s8(const int8_t* a0, const int8_t* a1, const int8_t* 
   *acc1 += s1;
 }
 
+// Four dot products against the same b (four rows of a weight matrix times one input row).
+static inline void tg_dot4_s8(const int8_t* a, int32_t a_step, const int8_t* b, int32_t n, int32_t acc[4]) {
+  int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, i = 0;
+#if TG_DSP
+  for (; i + 4 <= n; i += 4) {
+    uint32_t wb, w;
+    memcpy(&wb, b + i, 4);
+    const uint32_t b02 = tg_sxtb16(wb), b13 = tg_sxtb16_ror8(wb);
+    memcpy(&w, a + i, 4);
+    s0 = tg_smlad(tg_sxtb16(w), b02, tg_smlad(tg_sxtb16_ror8(w), b13, s0));
+    memcpy(&w, a + a_step + i, 4);
+    s1 = tg_smlad(tg_sxtb16(w), b02, tg_smlad(tg_sxtb16_ror8(w), b13, s1));
+    memcpy(&w, a + 2 * a_step + i, 4);
+    s2 = tg_smlad(tg_sxtb16(w), b02, tg_smlad(tg_sxtb16_ror8(w), b13, s2));
+    memcpy(&w, a + 3 * a_step + i, 4);
+    s3 = tg_smlad(tg_sxtb16(w), b02, tg_smlad(tg_sxtb16_ror8(w), b13, s3));
+  }
+#endif
+  for (; i < n; i++) {
+    s0 += a[i] * b[i];
+    s1 += a[a_step + i] * b[i];
+    s2 += a[2 * a_step + i] * b[i];
+    s3 += a[3 * a_step + i] * b[i];
+  }
+  acc[0] += s0;
+  acc[1] += s1;
+  acc[2] += s2;
+  acc[3] += s3;
+}
+
 // Two filters over two input windows: acc[0] += f0.x0, acc[1] += f0.x1, acc[2] += f1.x0,
 // acc[3] += f1.x1. Each loaded and unpacked word serves two products.
 static inline void tg_dot2x2_s8(const int8_t* f0, const int8_t* f1, const int8_t* x0, const int8_t* x1, int32_t n,
                                 int32_t acc[4]) {
-  int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0, i = 0;
+  int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0;
 #if TG_DSP
-  for (; i + 4 <= n; i += 4) {
+  // pointers stepped, not indexed, and a count down: fewer live registers, no spills
+  for (int32_t k = n >> 2; k > 0; k--) {
     uint32_t a, b, c, d;
-    memcpy(&a, f0 + i, 4);
-    memcpy(&b, f1 + i, 4);
-    memcpy(&c, x0 + i, 4);
-    memcpy(&d, x1 + i, 4);
+    memcpy(&c, x0, 4);
+    memcpy(&d, x1, 4);
+    memcpy(&a, f0, 4);
+    memcpy(&b, f1, 4);
+    x0 += 4;
+    x1 += 4;
+    f0 += 4;
+    f1 += 4;
     const uint32_t c02 = tg_sxtb16(c), c13 = tg_sxtb16_ror8(c);
     const uint32_t d02 = tg_sxtb16(d), d13 = tg_sxtb16_ror8(d);
     uint32_t lo = tg_sxtb16(a), hi = tg_sxtb16_ror8(a);
@@ -107,8 +142,9 @@ static inline void tg_dot2x2_s8(const int8_t* f0, const int8_t* f1, const int8_t
     s10 = tg_smlad(lo, c02, tg_smlad(hi, c13, s10));
     s11 = tg_smlad(lo, d02, tg_smlad(hi, d13, s11));
   }
+  n &= 3;
 #endif
-  for (; i < n; i++) {
+  for (int32_t i = 0; i < n; i++) {
     s00 += f0[i] * x0[i];
     s01 += f0[i] * x1[i];
     s10 += f1[i] * x0[i];

@@ -148,7 +148,9 @@ def random_model(op: str, rng: np.random.Generator) -> bytes:
         return m.model(op, [x], [y], padding=0 if same else 1, strideH=sh, strideW=sw, filterHeight=fh,
                        filterWidth=fw, fusedActivationFunction=act)
     if op in ("ADD", "MUL"):
-        shape = [1, int(rng.integers(1, 5)), int(rng.integers(1, 5)), int(rng.integers(1, 6))]
+        # now and then enough elements for the kernels' table path (ADD, without broadcast)
+        depth = int(rng.integers(1, 6)) if rng.random() < 0.7 else int(rng.integers(100, 200))
+        shape = [1, int(rng.integers(1, 5)), int(rng.integers(1, 5)), depth]
         other = [d if rng.integers(0, 3) else 1 for d in shape]
         if rng.integers(0, 2):
             shape, other = other, shape

@@ -6,21 +6,26 @@
 #include "tg_fixedpoint.h"
 #include "tg_kernels.h"
 
+// tg_requant is tg_mbqm for multipliers that are never negative, as these are.
 static inline int8_t add_one(const tg_binary_params* p, int32_t a, int32_t b) {
-  const int32_t x = tg_mbqm((a + p->in1_offset) * (1 << p->left_shift), p->in1_multiplier, p->in1_shift);
-  const int32_t y = tg_mbqm((b + p->in2_offset) * (1 << p->left_shift), p->in2_multiplier, p->in2_shift);
-  const int32_t sum = tg_mbqm(x + y, p->out_multiplier, p->out_shift) + p->out_offset;
+  const int32_t x = tg_requant((a + p->in1_offset) * (1 << p->left_shift), p->in1_multiplier, p->in1_shift);
+  const int32_t y = tg_requant((b + p->in2_offset) * (1 << p->left_shift), p->in2_multiplier, p->in2_shift);
+  const int32_t sum = tg_requant(x + y, p->out_multiplier, p->out_shift) + p->out_offset;
   return (int8_t)tg_clamp32(sum, p->act_min, p->act_max);
 }
 
 static inline int8_t mul_one(const tg_binary_params* p, int32_t a, int32_t b) {
-  const int32_t product = tg_mbqm((a + p->in1_offset) * (b + p->in2_offset), p->out_multiplier, p->out_shift);
+  const int32_t product = tg_requant((a + p->in1_offset) * (b + p->in2_offset), p->out_multiplier, p->out_shift);
   return (int8_t)tg_clamp32(product + p->out_offset, p->act_min, p->act_max);
 }
 
 // Walks the output in order; stride 0 along a dim repeats that input along it.
+// The parameters are copied to the stack first: every int8 store may alias *p, and would
+// make the compiler reload each field per element.
 #define TG_BINARY_LOOP(ONE)                                                                  \
   do {                                                                                       \
+    const tg_binary_params local = *p;                                                       \
+    p = &local;                                                                              \
     const int32_t* d = p->out_dims;                                                          \
     if (!p->broadcast) {                                                                     \
       const int32_t n = d[0] * d[1] * d[2] * d[3];                                           \
@@ -36,7 +41,28 @@ static inline int8_t mul_one(const tg_binary_params* p, int32_t a, int32_t b) {
                          in2[i0 * s2[0] + i1 * s2[1] + i2 * s2[2] + i3 * s2[3]]);            \
   } while (0)
 
-void tg_add(const tg_binary_params* p, const int8_t* in1, const int8_t* in2, int8_t* out) { TG_BINARY_LOOP(add_one); }
+// An input's rescaled value depends on its int8 alone: with many elements, the 2 x 256 values
+// are worked out once (on the stack) and looked up, instead of two requantizations each.
+#define TG_ADD_TABLE_MIN_ELEMENTS 512
+
+void tg_add(const tg_binary_params* p, const int8_t* in1, const int8_t* in2, int8_t* out) {
+  const int32_t* d = p->out_dims;
+  const int32_t n = d[0] * d[1] * d[2] * d[3];
+  if (!p->broadcast && n >= TG_ADD_TABLE_MIN_ELEMENTS) {
+    const tg_binary_params q = *p;
+    int32_t x[256], y[256];
+    for (int32_t v = -128; v < 128; v++) {
+      x[v + 128] = tg_requant((v + q.in1_offset) * (1 << q.left_shift), q.in1_multiplier, q.in1_shift);
+      y[v + 128] = tg_requant((v + q.in2_offset) * (1 << q.left_shift), q.in2_multiplier, q.in2_shift);
+    }
+    for (int32_t i = 0; i < n; i++) {
+      const int32_t sum = tg_requant(x[in1[i] + 128] + y[in2[i] + 128], q.out_multiplier, q.out_shift) + q.out_offset;
+      out[i] = (int8_t)tg_clamp32(sum, q.act_min, q.act_max);
+    }
+    return;
+  }
+  TG_BINARY_LOOP(add_one);
+}
 
 void tg_mul(const tg_binary_params* p, const int8_t* in1, const int8_t* in2, int8_t* out) { TG_BINARY_LOOP(mul_one); }
 

@@ -3,8 +3,10 @@
 // over the taps inside the image, plus the bias, requantized per output channel.
 //
 // Where the whole window lies inside the image, the input offset's share of that sum is a
-// constant per channel, folded into the bias on the host (p->folded_bias); only windows
-// that overhang the border take the reference's per-tap path.
+// constant per channel, folded into the bias on the host (p->folded_bias). A window that
+// overhangs the border is copied to the stack with the outside taps set to the input's zero
+// point, which adds nothing, so the folded bias holds there too; only windows too large for
+// the stack buffer take the reference's per-tap path.
 #include <string.h>
 
 #include "tg_dot.h"
@@ -24,8 +26,8 @@ static inline output_stage output_stage_of(const tg_conv_params* p) {
   return o;
 }
 
-// Stack for one zero-point-padded window at the image border (k_h * k_w * in_c bytes);
-// larger windows take the per-tap path.
+// Stack for a copied window: a border window (k_h * k_w * in_c bytes), two gathered windows
+// of a short-row convolution, or a slice of channels of a depthwise border window.
 #ifndef TG_CONV_SCRATCH_BYTES
 #define TG_CONV_SCRATCH_BYTES 576
 #endif
@@ -323,7 +325,7 @@ static void depthwise_border_pixel(const tg_conv_params* p, const int8_t* in, in
   const output_stage o = output_stage_of(p);
   const int32_t taps = p->k_h * p->k_w;
   int32_t c0 = 0;
-  int32_t slice = (TG_CONV_SCRATCH_BYTES / taps) & ~3;
+  const int32_t slice = (TG_CONV_SCRATCH_BYTES / taps) & ~3;
   if (p->depth_multiplier == 1 && slice >= 4) {
     int8_t window[TG_CONV_SCRATCH_BYTES];
     const int8_t zero_point = (int8_t)-p->in_offset;

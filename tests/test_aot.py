@@ -108,7 +108,8 @@ def test_shared_models_are_bit_exact_on_the_host(shared_models, name, tmp_path):
 
 @needs("cc")
 @pytest.mark.parametrize("op", ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D",
-                                "ADD", "MUL", "SOFTMAX", "LOGISTIC", "MEAN", "PAD", "CONCATENATION", "QUANTIZE"])
+                                "ADD", "SUB", "MUL", "SOFTMAX", "LOGISTIC", "MEAN", "PAD", "CONCATENATION",
+                                "QUANTIZE"])
 def test_random_single_op_models_are_bit_exact(op, tmp_path):
     """Models written with the schema directly: random shapes, strides, padding, dilation,
     activations, and quantization no converter picks (scales from 2^-9 to 2, multipliers above
@@ -132,6 +133,28 @@ def test_random_single_op_models_are_bit_exact(op, tmp_path):
             hm, _, _ = hostrun.compile_model(model, op, tmp_path / f"{seed}-tflite", match="tflite")
             out, _ = hm.run(xs)
             assert _differ(out, tflite_reference(model, xs)) == 0, f"{op}, seed {seed}, --match tflite"
+
+
+@needs("cc")
+def test_sub_on_every_input_pair(tmp_path):
+    """SUB over all 65,536 int8 pairs (broadcast), at scales where working the multipliers out
+    in float instead of double (as TFLM's Aug-2026 sources do) changes 2 outputs: the
+    tflite-micro interpreter, TFLite and the AOT C all take double here."""
+    from tflite_builder import OneOp
+
+    from tinygen.run import tflite_reference
+
+    m = OneOp()
+    a = m.tensor([1, 256, 1, 1], scale=0.03221336007118225, zero_point=-14)
+    b = m.tensor([1, 1, 256, 1], scale=0.20391826331615448, zero_point=17)
+    y = m.tensor([1, 256, 256, 1], scale=0.11664064228534698, zero_point=7)
+    model = m.model("SUB", [a, b], [y], fusedActivationFunction=0)
+    values = np.arange(-128, 128, dtype=np.int8)
+    xs = [values.reshape(1, 1, 256, 1, 1), values.reshape(1, 1, 1, 256, 1)]
+    micro, lite = _tflm(model, xs), tflite_reference(model, xs)
+    for match, reference in (("tflm", micro), ("tflite", lite)):
+        hm, _, _ = hostrun.compile_model(model, "sub", tmp_path / match, match=match)
+        assert np.array_equal(hm.run(xs)[0].reshape(-1), reference.reshape(-1)), match
 
 
 def test_an_op_without_a_kernel_is_named(tiny_models):

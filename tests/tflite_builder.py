@@ -16,6 +16,7 @@ _OPTIONS = {
     "MAX_POOL_2D": (s.BuiltinOptions.Pool2DOptions, s.Pool2DOptionsT),
     "ADD": (s.BuiltinOptions.AddOptions, s.AddOptionsT),
     "MUL": (s.BuiltinOptions.MulOptions, s.MulOptionsT),
+    "SUB": (s.BuiltinOptions.SubOptions, s.SubOptionsT),
     "SOFTMAX": (s.BuiltinOptions.SoftmaxOptions, s.SoftmaxOptionsT),
     "MEAN": (s.BuiltinOptions.ReducerOptions, s.ReducerOptionsT),
     "PAD": (s.BuiltinOptions.PadOptions, s.PadOptionsT),
@@ -147,7 +148,7 @@ def random_model(op: str, rng: np.random.Generator) -> bytes:
         y = m.tensor([1, oh, ow, c], scale=sc, zero_point=zp)
         return m.model(op, [x], [y], padding=0 if same else 1, strideH=sh, strideW=sw, filterHeight=fh,
                        filterWidth=fw, fusedActivationFunction=act)
-    if op in ("ADD", "MUL"):
+    if op in ("ADD", "SUB", "MUL"):
         # now and then enough elements for the kernels' table path (ADD, without broadcast)
         depth = int(rng.integers(1, 6)) if rng.random() < 0.7 else int(rng.integers(100, 200))
         shape = [1, int(rng.integers(1, 5)), int(rng.integers(1, 5)), depth]

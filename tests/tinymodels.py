@@ -98,6 +98,8 @@ def aot_catalogue() -> dict[str, bytes]:
     inp = L.Input((6, 6, 4), batch_size=1)
     gap = L.GlobalAveragePooling2D(keepdims=True)(inp)
     out["mul_broadcast_sigmoid"] = int8(k.Model(inp, L.Multiply()([inp, L.Conv2D(4, 1, activation="sigmoid")(gap)])))
+    inp = L.Input((6, 6, 4), batch_size=1)   # x - mean(x): a normalisation, and 144 elements
+    out["sub_mean"] = int8(k.Model(inp, L.Subtract()([inp, L.GlobalAveragePooling2D(keepdims=True)(inp)])))
     inp = L.Input((4, 5, 3), batch_size=1)
     out["concat_axis_w"] = int8(k.Model(inp, L.Concatenate(axis=2)([inp, L.Conv2D(3, 1)(inp)])))
     out["float_io"] = int8(_model((8, 8, 3), L.Conv2D(4, 3, activation="relu"), L.Flatten(), L.Dense(5), L.Softmax()),

@@ -29,6 +29,7 @@ KERNELS = {
     "MAX_POOL_2D": ("tg_max_pool2d", "tg_pool.c"),
     "MEAN": ("tg_mean", "tg_pool.c"),
     "ADD": ("tg_add", "tg_elementwise.c"),
+    "SUB": ("tg_sub", "tg_elementwise.c"),
     "MUL": ("tg_mul", "tg_elementwise.c"),
     "LOGISTIC": ("tg_logistic", "tg_elementwise.c"),
     "QUANTIZE": ("tg_quantize_f32", "tg_elementwise.c"),        # or tg_requantize, int8 -> int8
@@ -393,7 +394,7 @@ class _Lowering:
         self._step(o, "tg_mean_params", params, [], [x], y, comment=f"over axes {sorted(a - (4 - rank) for a in axes)}")
 
     # -- element-wise
-    def _binary(self, o, is_add: bool) -> None:
+    def _binary(self, o, kind: str) -> None:
         a, b, y = o.inputs[0], o.inputs[1], o.outputs[0]
         for t in (a, b, y):
             self.expect(t, "INT8", o.op)
@@ -414,7 +415,7 @@ class _Lowering:
         broadcast = int(self.dims4(a) != out_dims or self.dims4(b) != out_dims)
         p = dict(out_dims=_c_list(out_dims), in1_strides=_c_list(strides(a)), in2_strides=_c_list(strides(b)),
                  broadcast=broadcast, in1_offset=-za, in2_offset=-zb, out_offset=zo, act_min=lo, act_max=hi)
-        if is_add:
+        if kind in ("add", "sub"):
             twice_max = 2 * np.float64(max(np.float32(sa), np.float32(sb)))
             m1, s1 = quantize_multiplier(float(np.float64(sa) / twice_max))
             m2, s2 = quantize_multiplier(float(np.float64(sb) / twice_max))
@@ -430,10 +431,13 @@ class _Lowering:
                    comment=f"{'x'.join(str(d) for d in self.g.tensors[y].shape)}", const_operands=consts)
 
     def _add(self, o) -> None:
-        self._binary(o, True)
+        self._binary(o, "add")
+
+    def _sub(self, o) -> None:
+        self._binary(o, "sub")
 
     def _mul(self, o) -> None:
-        self._binary(o, False)
+        self._binary(o, "mul")
 
     def _softmax(self, o) -> None:
         x, y = o.inputs[0], o.outputs[0]

@@ -43,6 +43,7 @@ CALLS = {
     "tg_max_pool2d": ("tg_pool.c", "tg_max_pool2d((const tg_pool_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_mean": ("tg_pool.c", "tg_mean((const tg_mean_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_add": ("tg_elementwise.c", "tg_add((const tg_binary_params*)sink, (const int8_t*)sink, (const int8_t*)sink, (int8_t*)sink);"),
+    "tg_sub": ("tg_elementwise.c", "tg_sub((const tg_binary_params*)sink, (const int8_t*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_mul": ("tg_elementwise.c", "tg_mul((const tg_binary_params*)sink, (const int8_t*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_logistic": ("tg_elementwise.c", "tg_logistic((const tg_logistic_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_quantize_f32": ("tg_elementwise.c", "tg_quantize_f32((const tg_quantize_params*)sink, (const float*)sink, (int8_t*)sink);"),

@@ -1,4 +1,4 @@
-// tg_elementwise.c: ADD, MUL, LOGISTIC, QUANTIZE and DEQUANTIZE, as TFLite's reference
+// tg_elementwise.c: ADD, SUB, MUL, LOGISTIC, QUANTIZE and DEQUANTIZE, as TFLite's reference
 // kernels compute them. Each output element depends only on the input elements at the
 // same index, so every one of these may write over its input (tinygen's planner relies on it).
 #include <math.h>
@@ -12,6 +12,13 @@ static inline int8_t add_one(const tg_binary_params* p, int32_t a, int32_t b) {
   const int32_t y = tg_requant((b + p->in2_offset) * (1 << p->left_shift), p->in2_multiplier, p->in2_shift);
   const int32_t sum = tg_requant(x + y, p->out_multiplier, p->out_shift) + p->out_offset;
   return (int8_t)tg_clamp32(sum, p->act_min, p->act_max);
+}
+
+static inline int8_t sub_one(const tg_binary_params* p, int32_t a, int32_t b) {
+  const int32_t x = tg_requant((a + p->in1_offset) * (1 << p->left_shift), p->in1_multiplier, p->in1_shift);
+  const int32_t y = tg_requant((b + p->in2_offset) * (1 << p->left_shift), p->in2_multiplier, p->in2_shift);
+  const int32_t difference = tg_requant(x - y, p->out_multiplier, p->out_shift) + p->out_offset;
+  return (int8_t)tg_clamp32(difference, p->act_min, p->act_max);
 }
 
 static inline int8_t mul_one(const tg_binary_params* p, int32_t a, int32_t b) {
@@ -43,25 +50,33 @@ static inline int8_t mul_one(const tg_binary_params* p, int32_t a, int32_t b) {
 
 // An input's rescaled value depends on its int8 alone: with many elements, the 2 x 256 values
 // are worked out once (on the stack) and looked up, instead of two requantizations each.
+// sign: +1 for ADD, -1 for SUB (both requantizations round half away from zero, so
+// negating the second rescaled input is exactly subtracting it).
 #define TG_ADD_TABLE_MIN_ELEMENTS 512
 
-void tg_add(const tg_binary_params* p, const int8_t* in1, const int8_t* in2, int8_t* out) {
+static int add_by_table(const tg_binary_params* p, const int8_t* in1, const int8_t* in2, int8_t* out, int32_t sign) {
   const int32_t* d = p->out_dims;
   const int32_t n = d[0] * d[1] * d[2] * d[3];
-  if (!p->broadcast && n >= TG_ADD_TABLE_MIN_ELEMENTS) {
-    const tg_binary_params q = *p;
-    int32_t x[256], y[256];
-    for (int32_t v = -128; v < 128; v++) {
-      x[v + 128] = tg_requant((v + q.in1_offset) * (1 << q.left_shift), q.in1_multiplier, q.in1_shift);
-      y[v + 128] = tg_requant((v + q.in2_offset) * (1 << q.left_shift), q.in2_multiplier, q.in2_shift);
-    }
-    for (int32_t i = 0; i < n; i++) {
-      const int32_t sum = tg_requant(x[in1[i] + 128] + y[in2[i] + 128], q.out_multiplier, q.out_shift) + q.out_offset;
-      out[i] = (int8_t)tg_clamp32(sum, q.act_min, q.act_max);
-    }
-    return;
+  if (p->broadcast || n < TG_ADD_TABLE_MIN_ELEMENTS) return 0;
+  const tg_binary_params q = *p;
+  int32_t x[256], y[256];
+  for (int32_t v = -128; v < 128; v++) {
+    x[v + 128] = tg_requant((v + q.in1_offset) * (1 << q.left_shift), q.in1_multiplier, q.in1_shift);
+    y[v + 128] = sign * tg_requant((v + q.in2_offset) * (1 << q.left_shift), q.in2_multiplier, q.in2_shift);
   }
-  TG_BINARY_LOOP(add_one);
+  for (int32_t i = 0; i < n; i++) {
+    const int32_t sum = tg_requant(x[in1[i] + 128] + y[in2[i] + 128], q.out_multiplier, q.out_shift) + q.out_offset;
+    out[i] = (int8_t)tg_clamp32(sum, q.act_min, q.act_max);
+  }
+  return 1;
+}
+
+void tg_add(const tg_binary_params* p, const int8_t* in1, const int8_t* in2, int8_t* out) {
+  if (!add_by_table(p, in1, in2, out, 1)) TG_BINARY_LOOP(add_one);
+}
+
+void tg_sub(const tg_binary_params* p, const int8_t* in1, const int8_t* in2, int8_t* out) {
+  if (!add_by_table(p, in1, in2, out, -1)) TG_BINARY_LOOP(sub_one);
 }
 
 void tg_mul(const tg_binary_params* p, const int8_t* in1, const int8_t* in2, int8_t* out) { TG_BINARY_LOOP(mul_one); }

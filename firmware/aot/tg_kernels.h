@@ -73,18 +73,19 @@ typedef struct {
 
 void tg_mean(const tg_mean_params* p, const int8_t* in, int8_t* out);
 
-// ADD and MUL, elementwise or broadcast over 4 dims: stride 0 repeats an input along a dim.
+// ADD, SUB and MUL, elementwise or broadcast over 4 dims: stride 0 repeats an input along a dim.
 typedef struct {
   int32_t out_dims[4];
   int32_t in1_strides[4], in2_strides[4];
   int32_t broadcast;         // 0: both inputs have the output's shape
   int32_t in1_offset, in2_offset, out_offset, act_min, act_max;
-  int32_t left_shift;        // ADD only
-  int32_t in1_multiplier, in1_shift, in2_multiplier, in2_shift;  // ADD only
+  int32_t left_shift;        // ADD and SUB only
+  int32_t in1_multiplier, in1_shift, in2_multiplier, in2_shift;  // ADD and SUB only
   int32_t out_multiplier, out_shift;
 } tg_binary_params;
 
 void tg_add(const tg_binary_params* p, const int8_t* in1, const int8_t* in2, int8_t* out);
+void tg_sub(const tg_binary_params* p, const int8_t* in1, const int8_t* in2, int8_t* out);
 void tg_mul(const tg_binary_params* p, const int8_t* in1, const int8_t* in2, int8_t* out);
 
 // SOFTMAX over the last dimension, int8 in, int8 out (zero point -128, scale 1/256).

@@ -45,7 +45,8 @@ KERNELS = {
 ALIAS_OPS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}
 ALIGN = 4   # int8 buffers need none; float ones (QUANTIZE in, DEQUANTIZE out) need 4
 # Whose arithmetic to reproduce where the interpreters differ: TFLite 2.21 requantizes
-# FULLY_CONNECTED with one rounding, TFLite Micro (and TFLite's other int8 kernels) with two.
+# FULLY_CONNECTED with one rounding, TFLite Micro (and TFLite's other int8 kernels) with two;
+# TFLite works MUL's multiplier out from float32 scales, TFLite Micro in double.
 MATCHES = ("tflm", "tflite")
 
 
@@ -423,7 +424,10 @@ class _Lowering:
             p.update(left_shift=20, in1_multiplier=m1, in1_shift=s1, in2_multiplier=m2, in2_shift=s2,
                      out_multiplier=mo, out_shift=so_)
         else:
-            mo, so_ = quantize_multiplier(float(np.float64(sa) * np.float64(sb) / np.float64(so)))
+            # TFLM works the multiplier out in double; TFLite 2.21 multiplies the scales in float
+            real = (np.float32(sa) * np.float32(sb) / np.float32(so) if self.match == "tflite"
+                    else np.float64(sa) * np.float64(sb) / np.float64(so))
+            mo, so_ = quantize_multiplier(float(real))
             p.update(left_shift=0, in1_multiplier=0, in1_shift=0, in2_multiplier=0, in2_shift=0,
                      out_multiplier=mo, out_shift=so_)
         inputs, arrays, consts = self.operands(o, [a, b])

@@ -34,7 +34,7 @@ BoardOpt = typer.Option(..., "--board", "-b", help="A bundled board id (see `tin
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout instead of tables.")
 MatchOpt = typer.Option("tflm", "--match", help="With --runtime aot, whose int8 arithmetic to reproduce bit for bit: "
                         "tflm (TFLite Micro) or tflite (TFLite's reference kernels; they differ only in "
-                        "FULLY_CONNECTED's rounding). Test vectors are checked against the same interpreter.")
+                        "FULLY_CONNECTED's rounding and MUL's multiplier). Test vectors are checked against the same interpreter.")
 RuntimeOpt = typer.Option("tflm", "--runtime", help="tflm: TensorFlow Lite Micro interprets the model on the device. "
                           "aot: tinygen compiles it ahead of time to plain C99 with its own int8 kernels "
                           "(smaller arena and flash; no TFLM needed).")

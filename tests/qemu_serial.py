@@ -15,3 +15,17 @@ def qemu_uart(elf: Path, machine: str = "mps2-an386"):
 
     with boot(elf, machine) as (port, _):
         yield f"socket://127.0.0.1:{port}"
+
+
+def send_inputs(elf: Path, inputs: list[bytes], log: Path):
+    """Boot `elf` (serial-input firmware), feed it `inputs` through `tinygen monitor`'s --send
+    path, and return the monitor's stats and the raw output bytes of each inference."""
+    import json
+
+    from tinygen.monitor import Log, Monitor
+    from tinygen.protocol import parse_line
+
+    with qemu_uart(elf) as url:
+        stats = Monitor(url, 115200, inputs=inputs, log=Log(log, None)).run(duration=60)
+    events = [parse_line(r["raw"]) for r in map(json.loads, log.read_text().splitlines()) if r["kind"] == "inf"]
+    return stats, [ev.hex_bytes("out") for ev in events]

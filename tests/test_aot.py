@@ -321,12 +321,10 @@ def test_sparkfun_edge_aot_firmware_links(tmp_path):
 def test_serial_input_aot_firmware_answers_like_the_host(shared_models, tmp_path):
     """--runtime aot --input serial: `monitor --send` feeds inputs over QEMU's UART socket; the
     firmware's raw outputs equal the host tflite-micro interpreter's."""
-    from qemu_serial import qemu_uart
+    from qemu_serial import send_inputs
 
     from tinygen.boards import load_board
     from tinygen.build import build, compile_and_run
-    from tinygen.monitor import Log, Monitor
-    from tinygen.protocol import parse_line
 
     path = shared_models / "kws_ref_model.tflite"
     model = path.read_bytes()
@@ -335,14 +333,11 @@ def test_serial_input_aot_firmware_answers_like_the_host(shared_models, tmp_path
     compile_and_run(result, None, {})
     inputs = np.random.default_rng(3).integers(-128, 128, size=(3, 1, 49, 10, 1), dtype=np.int8)
     expected = _tflm(model, inputs)
-    with qemu_uart(tmp_path / "fw" / "build" / "firmware.elf") as url:
-        stats = Monitor(url, 115200, inputs=[x.tobytes() for x in inputs],
-                        log=Log(tmp_path / "run.jsonl", None)).run(duration=60)
+    stats, outputs = send_inputs(tmp_path / "fw" / "build" / "firmware.elf", [x.tobytes() for x in inputs],
+                                 tmp_path / "run.jsonl")
     assert stats.inferences == 3
-    events = [parse_line(r["raw"]) for r in map(json.loads, (tmp_path / "run.jsonl").read_text().splitlines())
-              if r["kind"] == "inf"]
-    for ev, want in zip(events, expected):
-        assert np.frombuffer(ev.hex_bytes("out"), dtype=np.int8).tolist() == want.reshape(-1).tolist()
+    for out, want in zip(outputs, expected):
+        assert np.frombuffer(out, dtype=np.int8).tolist() == want.reshape(-1).tolist()
 
 
 @needs("arm-none-eabi-gcc")

@@ -58,15 +58,11 @@ def test_monitor_reads_the_real_firmware_over_a_socket(shared_models, tmp_path):
 def test_serial_input_firmware_answers_like_the_host(shared_models, tmp_path):
     """--input serial: monitor --send feeds two inputs over QEMU's UART socket; the firmware's
     raw outputs equal the host tflite-micro interpreter's."""
-    import json
-
     import numpy as np
 
-    from qemu_serial import qemu_uart
+    from qemu_serial import send_inputs
     from tinygen import analyze
     from tinygen.evaluate import int8_predict
-    from tinygen.monitor import Log, Monitor
-    from tinygen.protocol import parse_line
 
     path = shared_models / "kws_ref_model.tflite"
     g = analyze.parse(path.read_bytes())
@@ -74,15 +70,12 @@ def test_serial_input_firmware_answers_like_the_host(shared_models, tmp_path):
     compile_and_run(result, Path(TFLM_ROOT), {})
     inputs = np.random.default_rng(3).integers(-128, 128, size=(2, 490), dtype=np.int8)
     expected = int8_predict(path.read_bytes(), g, inputs.reshape((2,) + g.tensors[g.inputs[0]].shape[1:]))
-    with qemu_uart(tmp_path / "fw" / "build" / "firmware.elf") as url:
-        stats = Monitor(url, 115200, inputs=[x.tobytes() for x in inputs],
-                        log=Log(tmp_path / "run.jsonl", None)).run(duration=60)
+    stats, outputs = send_inputs(tmp_path / "fw" / "build" / "firmware.elf", [x.tobytes() for x in inputs],
+                                 tmp_path / "run.jsonl")
     assert stats.inferences == 2
-    events = [parse_line(r["raw"]) for r in map(json.loads, (tmp_path / "run.jsonl").read_text().splitlines())
-              if r["kind"] == "inf"]
-    assert len(events) == 2
-    for ev, want in zip(events, expected):
-        assert np.frombuffer(ev.hex_bytes("out"), dtype=np.int8).tolist() == want.reshape(-1).tolist()
+    assert len(outputs) == 2
+    for out, want in zip(outputs, expected):
+        assert np.frombuffer(out, dtype=np.int8).tolist() == want.reshape(-1).tolist()
 
 
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm is not installed")

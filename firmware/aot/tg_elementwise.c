@@ -6,19 +6,26 @@
 #include "tg_fixedpoint.h"
 #include "tg_kernels.h"
 
-// tg_requant is tg_mbqm for multipliers that are never negative, as these are.
+// ADD and SUB: each input rescaled to a common scale (tg_requant is tg_mbqm for multipliers
+// that are never negative, as these are), summed or subtracted, rescaled to the output's.
+static inline int32_t rescaled_in1(const tg_binary_params* p, int32_t a) {
+  return tg_requant((a + p->in1_offset) * (1 << p->left_shift), p->in1_multiplier, p->in1_shift);
+}
+
+static inline int32_t rescaled_in2(const tg_binary_params* p, int32_t b) {
+  return tg_requant((b + p->in2_offset) * (1 << p->left_shift), p->in2_multiplier, p->in2_shift);
+}
+
+static inline int8_t sum_out(const tg_binary_params* p, int32_t sum) {
+  return (int8_t)tg_clamp32(tg_requant(sum, p->out_multiplier, p->out_shift) + p->out_offset, p->act_min, p->act_max);
+}
+
 static inline int8_t add_one(const tg_binary_params* p, int32_t a, int32_t b) {
-  const int32_t x = tg_requant((a + p->in1_offset) * (1 << p->left_shift), p->in1_multiplier, p->in1_shift);
-  const int32_t y = tg_requant((b + p->in2_offset) * (1 << p->left_shift), p->in2_multiplier, p->in2_shift);
-  const int32_t sum = tg_requant(x + y, p->out_multiplier, p->out_shift) + p->out_offset;
-  return (int8_t)tg_clamp32(sum, p->act_min, p->act_max);
+  return sum_out(p, rescaled_in1(p, a) + rescaled_in2(p, b));
 }
 
 static inline int8_t sub_one(const tg_binary_params* p, int32_t a, int32_t b) {
-  const int32_t x = tg_requant((a + p->in1_offset) * (1 << p->left_shift), p->in1_multiplier, p->in1_shift);
-  const int32_t y = tg_requant((b + p->in2_offset) * (1 << p->left_shift), p->in2_multiplier, p->in2_shift);
-  const int32_t difference = tg_requant(x - y, p->out_multiplier, p->out_shift) + p->out_offset;
-  return (int8_t)tg_clamp32(difference, p->act_min, p->act_max);
+  return sum_out(p, rescaled_in1(p, a) - rescaled_in2(p, b));
 }
 
 static inline int8_t mul_one(const tg_binary_params* p, int32_t a, int32_t b) {
@@ -61,13 +68,10 @@ static int add_by_table(const tg_binary_params* p, const int8_t* in1, const int8
   const tg_binary_params q = *p;
   int32_t x[256], y[256];
   for (int32_t v = -128; v < 128; v++) {
-    x[v + 128] = tg_requant((v + q.in1_offset) * (1 << q.left_shift), q.in1_multiplier, q.in1_shift);
-    y[v + 128] = sign * tg_requant((v + q.in2_offset) * (1 << q.left_shift), q.in2_multiplier, q.in2_shift);
+    x[v + 128] = rescaled_in1(&q, v);
+    y[v + 128] = sign * rescaled_in2(&q, v);
   }
-  for (int32_t i = 0; i < n; i++) {
-    const int32_t sum = tg_requant(x[in1[i] + 128] + y[in2[i] + 128], q.out_multiplier, q.out_shift) + q.out_offset;
-    out[i] = (int8_t)tg_clamp32(sum, q.act_min, q.act_max);
-  }
+  for (int32_t i = 0; i < n; i++) out[i] = sum_out(&q, x[in1[i] + 128] + y[in2[i] + 128]);
   return 1;
 }
 

@@ -13,7 +13,7 @@ import time
 import tty
 import zlib
 
-from tinygen.runners.ambiq_uart import ACK, DATA, HELLO, OTADESC, RESET, STATUS, UPDATE
+from tinygen.device.runners.ambiq_uart import ACK, DATA, HELLO, OTADESC, RESET, STATUS, UPDATE
 
 
 def crc32(b: bytes) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 @contextlib.contextmanager
 def qemu_uart(elf: Path, machine: str = "mps2-an386"):
     """Yields socket://127.0.0.1:<port> for pyserial; tinygen.qemu boots the image and stops it."""
-    from tinygen.qemu import qemu_uart as boot
+    from tinygen.device.qemu import qemu_uart as boot
 
     with boot(elf, machine) as (port, _):
         yield f"socket://127.0.0.1:{port}"
@@ -22,8 +22,8 @@ def send_inputs(elf: Path, inputs: list[bytes], log: Path):
     path, and return the monitor's stats and the raw output bytes of each inference."""
     import json
 
-    from tinygen.monitor import Log, Monitor
-    from tinygen.protocol import parse_line
+    from tinygen.device.monitor import Log, Monitor
+    from tinygen.device.protocol import parse_line
 
     with qemu_uart(elf) as url:
         stats = Monitor(url, 115200, inputs=inputs, log=Log(log, None)).run(duration=60)

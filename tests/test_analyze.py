@@ -1,6 +1,6 @@
 import pytest
 
-from tinygen import analyze
+from tinygen.model import graph as analyze
 from tinygen.errors import ModelError
 
 SHARED_INT8 = ["vww_96_int8.tflite", "pretrainedResnet_quant.tflite", "ad01_int8.tflite", "kws_ref_model.tflite"]

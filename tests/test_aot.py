@@ -19,7 +19,9 @@ import pytest
 from conftest import needs
 from test_cli import assert_one_sentence_error, run as cli
 
-from tinygen import analyze, aot, hostrun
+from tinygen import aot
+from tinygen.aot import host as hostrun
+from tinygen.model import graph as analyze
 from tinygen.resources import resource_dir
 
 SAMPLES = 200
@@ -64,24 +66,24 @@ def aot_models(tiny_models) -> dict[str, bytes]:
 @pytest.mark.parametrize("dsp", [False, True], ids=["plain-c", "dsp-emulated"])
 def test_every_kernel_is_bit_exact_with_tflite_micro_and_tflite(aot_models, dsp, tmp_path):
     """dsp: the kernels' Cortex-M DSP paths (SMLAD etc.), their instructions emulated in C."""
-    from tinygen.run import tflite_reference
+    from tinygen.model.evaluate import tflite_reference
 
     ops_seen: set[str] = set()
     for name, model in aot_models.items():
-        hm, program, _ = hostrun.compile_model(model, name, tmp_path / name, emulate_dsp=dsp)
+        hm, compiled = hostrun.compile_model(model, name, tmp_path / name, emulate_dsp=dsp)
         xs = _inputs(hm, SAMPLES)
         out, _ = hm.run(xs)
         micro = _tflm(model, xs)
         assert _differ(out, micro) == 0, f"{name}: AOT output differs from tflite-micro's"
         lite = tflite_reference(model, xs)
-        ops = set(program.graph.ops)
+        ops = set(compiled.program.graph.ops)
         ops_seen |= ops
         if not ops & {"FULLY_CONNECTED", "MUL"}:
             assert _differ(out, lite) == 0, f"{name}: AOT output differs from TFLite's reference kernels"
         else:
             # TFLite and TFLM may disagree here (FC's rounding, MUL's multiplier in float; which
             # outputs depends on the weights, random in each session): --match tflite is TFLite's.
-            hm, _, _ = hostrun.compile_model(model, name, tmp_path / f"{name}-tflite", match="tflite", emulate_dsp=dsp)
+            hm, _ = hostrun.compile_model(model, name, tmp_path / f"{name}-tflite", match="tflite", emulate_dsp=dsp)
             assert _differ(hm.run(xs)[0], lite) == 0, f"{name}: AOT --match tflite differs from TFLite's reference kernels"
     assert ops_seen >= set(aot.KERNELS) - {"PADV2", "SQUEEZE", "EXPAND_DIMS"}
 
@@ -89,21 +91,21 @@ def test_every_kernel_is_bit_exact_with_tflite_micro_and_tflite(aot_models, dsp,
 @needs("cc")
 @pytest.mark.parametrize("name", ["vww_96_int8", "kws_ref_model", "pretrainedResnet_quant", "ad01_int8"])
 def test_shared_models_are_bit_exact_on_the_host(shared_models, name, tmp_path):
-    from tinygen.run import tflite_reference
+    from tinygen.model.evaluate import tflite_reference
 
     model = (shared_models / f"{name}.tflite").read_bytes()
-    hm, _, _ = hostrun.compile_model(model, name, tmp_path)
+    hm, _ = hostrun.compile_model(model, name, tmp_path)
     xs = _inputs(hm, 40, seed=7)
     out, _ = hm.run(xs)
     micro = _tflm(model, xs)
     assert _differ(out, micro) == 0
-    hm, _, _ = hostrun.compile_model(model, name, tmp_path / "dsp", emulate_dsp=True)  # the Cortex-M DSP paths
+    hm, _ = hostrun.compile_model(model, name, tmp_path / "dsp", emulate_dsp=True)  # the Cortex-M DSP paths
     assert _differ(hm.run(xs[:10])[0], micro[:10]) == 0
     # every shared model ends in FULLY_CONNECTED, where TFLite 2.21 rounds once and TFLM twice
     lite = tflite_reference(model, xs).reshape(out.shape)
     assert np.array_equal(out != lite, micro != lite)
     # --match tflite: TFLite's arithmetic instead, exactly
-    hm, _, _ = hostrun.compile_model(model, name, tmp_path / "tflite", match="tflite")
+    hm, _ = hostrun.compile_model(model, name, tmp_path / "tflite", match="tflite")
     out, _ = hm.run(xs)
     assert _differ(out, lite) == 0
 
@@ -118,21 +120,21 @@ def test_random_single_op_models_are_bit_exact(op, tmp_path):
     one, any zero point), with one or two model inputs."""
     from tflite_builder import random_model
 
-    from tinygen.run import tflite_reference
+    from tinygen.model.evaluate import tflite_reference
 
     for seed in range(8):
         rng = np.random.default_rng([zlib.crc32(op.encode()), seed])
         model = random_model(op, rng)
-        hm, _, _ = hostrun.compile_model(model, op, tmp_path / str(seed))
+        hm, _ = hostrun.compile_model(model, op, tmp_path / str(seed))
         xs = [rng.integers(-128, 128, size=(20,) + shape, dtype=np.int8) for _, shape in hm.inputs]
         out, _ = hm.run(xs)
         micro = _tflm(model, xs)
         assert _differ(out, micro) == 0, f"{op}, seed {seed}"
         # the Cortex-M DSP paths, their instructions emulated in C
-        hm, _, _ = hostrun.compile_model(model, op, tmp_path / f"{seed}-dsp", emulate_dsp=True)
+        hm, _ = hostrun.compile_model(model, op, tmp_path / f"{seed}-dsp", emulate_dsp=True)
         assert _differ(hm.run(xs)[0], micro) == 0, f"{op}, seed {seed}, DSP paths"
         if op in ("FULLY_CONNECTED", "MUL"):  # where TFLite's arithmetic differs: --match tflite
-            hm, _, _ = hostrun.compile_model(model, op, tmp_path / f"{seed}-tflite", match="tflite")
+            hm, _ = hostrun.compile_model(model, op, tmp_path / f"{seed}-tflite", match="tflite")
             out, _ = hm.run(xs)
             assert _differ(out, tflite_reference(model, xs)) == 0, f"{op}, seed {seed}, --match tflite"
 
@@ -149,7 +151,7 @@ def test_binary_ops_on_every_input_pair(op, scales, zero_points, tflm_vs_tflite,
     --match tflite equals TFLite, including the pairs where the two interpreters disagree."""
     from tflite_builder import OneOp
 
-    from tinygen.run import tflite_reference
+    from tinygen.model.evaluate import tflite_reference
 
     m = OneOp()
     a = m.tensor([1, 256, 1, 1], scale=scales[0], zero_point=zero_points[0])
@@ -161,7 +163,7 @@ def test_binary_ops_on_every_input_pair(op, scales, zero_points, tflm_vs_tflite,
     micro, lite = _tflm(model, xs).reshape(-1), tflite_reference(model, xs).reshape(-1)
     assert int((micro != lite).sum()) == tflm_vs_tflite
     for match, reference in (("tflm", micro), ("tflite", lite)):
-        hm, _, _ = hostrun.compile_model(model, op, tmp_path / match, match=match)
+        hm, _ = hostrun.compile_model(model, op, tmp_path / match, match=match)
         assert np.array_equal(hm.run(xs)[0].reshape(-1), reference), match
 
 
@@ -182,7 +184,7 @@ def test_cli_names_the_missing_op(tiny_models, tmp_path):
 
 @pytest.mark.parametrize("name", ["vww_96_int8", "kws_ref_model", "pretrainedResnet_quant", "ad01_int8"])
 def test_the_planned_arena_is_sound_and_smaller_than_tflms(shared_models, name):
-    from tinygen.arena import Target, plan_arena
+    from tinygen.tflm.arena import Target, plan_arena
 
     model = (shared_models / f"{name}.tflite").read_bytes()
     graph = analyze.parse(model, name)
@@ -199,7 +201,7 @@ def test_check_plan_catches_an_overlap(shared_models):
     model = (shared_models / "kws_ref_model.tflite").read_bytes()
     program = aot.lower(analyze.parse(model), model)
     arena = aot.plan(program)
-    broken = aot.ArenaPlan({t: 0 for t in arena.offsets}, arena.size, [], "all at 0", {t: t for t in arena.offsets})
+    broken = aot.MemoryPlan({t: 0 for t in arena.offsets}, arena.size, [], "all at 0", {t: t for t in arena.offsets})
     with pytest.raises(aot.AotError, match="overlaps"):
         aot.check_plan(program, broken)
 
@@ -274,7 +276,7 @@ def test_the_dsp_paths_are_what_a_cortex_m_build_compiles(core, dsp, tmp_path):
 
 @needs("arm-none-eabi-gcc")
 def test_kernel_size_table_is_current():
-    from tinygen import aot_size
+    from tinygen.aot import size as aot_size
 
     assert aot_size.measure("cortex-m4") == aot_size.table()["cores"]["cortex-m4"]
 
@@ -324,12 +326,11 @@ def test_serial_input_aot_firmware_answers_like_the_host(shared_models, tmp_path
     from qemu_serial import send_inputs
 
     from tinygen.boards import load_board
-    from tinygen.build import build, compile_and_run
+    from tinygen.pipeline.build import BuildOptions, build, compile_and_run
 
     path = shared_models / "kws_ref_model.tflite"
     model = path.read_bytes()
-    result = build(load_board("mps2-an386"), path, None, tmp_path / "fw", input_source="serial", raw_output=True,
-                   runtime="aot")
+    result = build(load_board("mps2-an386"), path, None, tmp_path / "fw", opts=BuildOptions(input_source="serial", raw_output=True, runtime="aot"))
     compile_and_run(result, None, {})
     inputs = np.random.default_rng(3).integers(-128, 128, size=(3, 1, 49, 10, 1), dtype=np.int8)
     expected = _tflm(model, inputs)

@@ -10,7 +10,8 @@ import re
 import pytest
 from tflite_micro.python.tflite_micro import runtime
 
-from tinygen import analyze, arena
+from tinygen.model import graph as analyze
+from tinygen.tflm import arena
 
 HOST = arena.Target("host64", "reference", dsp=False, recording=True)
 SHARED_INT8 = ["vww_96_int8.tflite", "pretrainedResnet_quant.tflite", "ad01_int8.tflite", "kws_ref_model.tflite"]
@@ -71,7 +72,7 @@ def test_cmsis_nn_scratch_buffers_depend_on_dsp(shared_models):
 
 def test_greedy_planner_reuses_memory():
     # three buffers in a chain: a(0..1), b(1..2), c(2..3): a and c can share an offset
-    from tinygen.analyze import Graph, Operator, Tensor
+    from tinygen.model.graph import Graph, Operator, Tensor
 
     def t(i, n):
         return Tensor(i, f"t{i}", (1, n), "INT8", 0, False, False, None, None, 0)

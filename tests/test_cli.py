@@ -120,7 +120,7 @@ def test_model_that_does_not_fit(tmp_path, shared_models):
 
 def test_op_the_runtime_lacks_is_named(tmp_path):
     from tinymodels import int8
-    from tinygen._tf import keras
+    from tinygen.model.tf import keras
 
     k = keras()
     inp = k.layers.Input((5, 12))  # a dynamic batch makes the converter emit REDUCE_PROD

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tinygen import codegen
+from tinygen.project import codegen
 from tinygen.boards import all_boards
 from tinygen.resources import resource_dir
 
@@ -90,8 +90,8 @@ def test_monitor_reads_firmware_in_qemu_over_a_socket(tmp_path):
 
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm is not installed")
 def test_an_image_that_locks_up_is_one_sentence_with_qemus_reason(tmp_path):
-    from tinygen.firmware import FirmwareError
-    from tinygen.qemu import run
+    from tinygen.errors import FirmwareError
+    from tinygen.device.qemu import run
 
     (tmp_path / "junk.elf").write_bytes(b"not an image\n")
     with pytest.raises(FirmwareError, match=r"QEMU exited with status .*\(qemu: fatal: Lockup"):

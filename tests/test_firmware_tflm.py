@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tinygen.boards import load_board
-from tinygen.build import build, compile_and_run
+from tinygen.pipeline.build import BuildOptions, build, compile_and_run
 
 TFLM_ROOT = os.environ.get("TFLM_ROOT")
 AMBIQ_ROOT = os.environ.get("AMBIQ_ROOT")
@@ -23,7 +23,7 @@ pytestmark = [
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm is not installed")
 @pytest.mark.parametrize("name", ["vww_96_int8.tflite", "pretrainedResnet_quant.tflite", "kws_ref_model.tflite", "ad01_int8.tflite"])
 def test_mps2_firmware_matches_the_host_interpreter(shared_models, tmp_path, name):
-    result = build(load_board("mps2-an386"), shared_models / name, None, tmp_path / "fw", vector_count=3)
+    result = build(load_board("mps2-an386"), shared_models / name, None, tmp_path / "fw", opts=BuildOptions(vector_count=3))
     compile_and_run(result, Path(TFLM_ROOT), {}, run=True)
     assert result.run.vectors == 3
     assert result.run.mismatches == 0
@@ -33,7 +33,7 @@ def test_mps2_firmware_matches_the_host_interpreter(shared_models, tmp_path, nam
 
 @pytest.mark.skipif(not AMBIQ_ROOT, reason="AMBIQ_ROOT is not set: point it at the AmbiqSuite SDK with boards_sfe")
 def test_sparkfun_edge_firmware_links(shared_models, tmp_path):
-    result = build(load_board("sparkfun-edge"), shared_models / "kws_ref_model.tflite", None, tmp_path / "fw", vector_count=2)
+    result = build(load_board("sparkfun-edge"), shared_models / "kws_ref_model.tflite", None, tmp_path / "fw", opts=BuildOptions(vector_count=2))
     compile_and_run(result, Path(TFLM_ROOT), {"AMBIQ_ROOT": Path(AMBIQ_ROOT)})
     assert result.size.text + result.size.data <= result.report.flash.total_bytes
     assert (tmp_path / "fw" / "build" / "firmware.bin").exists()
@@ -43,9 +43,9 @@ def test_sparkfun_edge_firmware_links(shared_models, tmp_path):
 def test_monitor_reads_the_real_firmware_over_a_socket(shared_models, tmp_path):
     """The firmware's UART served by QEMU on a local TCP port, read by `tinygen monitor` via socket://."""
     from qemu_serial import qemu_uart
-    from tinygen.monitor import Monitor
+    from tinygen.device.monitor import Monitor
 
-    result = build(load_board("mps2-an386"), shared_models / "kws_ref_model.tflite", None, tmp_path / "fw", vector_count=5)
+    result = build(load_board("mps2-an386"), shared_models / "kws_ref_model.tflite", None, tmp_path / "fw", opts=BuildOptions(vector_count=5))
     compile_and_run(result, Path(TFLM_ROOT), {})
     with qemu_uart(tmp_path / "fw" / "build" / "firmware.elf") as url:
         stats = Monitor(url, 115200, load_board("mps2-an386")).run(duration=60)
@@ -61,12 +61,12 @@ def test_serial_input_firmware_answers_like_the_host(shared_models, tmp_path):
     import numpy as np
 
     from qemu_serial import send_inputs
-    from tinygen import analyze
-    from tinygen.evaluate import int8_predict
+    from tinygen.model import graph as analyze
+    from tinygen.tflm.interpreter import int8_predict
 
     path = shared_models / "kws_ref_model.tflite"
     g = analyze.parse(path.read_bytes())
-    result = build(load_board("mps2-an386"), path, None, tmp_path / "fw", input_source="serial", raw_output=True)
+    result = build(load_board("mps2-an386"), path, None, tmp_path / "fw", opts=BuildOptions(input_source="serial", raw_output=True))
     compile_and_run(result, Path(TFLM_ROOT), {})
     inputs = np.random.default_rng(3).integers(-128, 128, size=(2, 490), dtype=np.int8)
     expected = int8_predict(path.read_bytes(), g, inputs.reshape((2,) + g.tensors[g.inputs[0]].shape[1:]))
@@ -85,14 +85,12 @@ def test_mlperf_harness_firmware_in_qemu(shared_models, tmp_path):
     import numpy as np
 
     from qemu_serial import qemu_uart
-    from tinygen import analyze
-    from tinygen.evaluate import int8_predict
-    from tinygen.mlperf import MlperfDut
-    from tinygen.monitor import open_port
+    from tinygen.device.mlperf import MlperfDut
+    from tinygen.device.monitor import open_port
 
     path = shared_models / "kws_ref_model.tflite"
     g = analyze.parse(path.read_bytes())
-    result = build(load_board("mps2-an386"), path, None, tmp_path / "fw", harness="mlperf")
+    result = build(load_board("mps2-an386"), path, None, tmp_path / "fw", opts=BuildOptions(harness="mlperf"))
     compile_and_run(result, Path(TFLM_ROOT), {})
     x = np.random.default_rng(5).integers(-128, 128, size=(1, 49, 10, 1), dtype=np.int8)
     q = int8_predict(path.read_bytes(), g, x)[0].reshape(-1).astype(float)

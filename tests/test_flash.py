@@ -10,10 +10,10 @@ import pytest
 
 from ambiq_sim import SimulatedBootloader
 from tinygen.boards import load_board
-from tinygen.runners import IO, FlashError, get_runner, load_image
-from tinygen.runners.ambiq_uart import image_blob, message, wired_update_blob
-from tinygen.runners.core import Image
-from tinygen.runners.uf2 import to_uf2, uf2_to_image
+from tinygen.device.runners import IO, FlashError, get_runner, load_image
+from tinygen.device.runners.ambiq_uart import image_blob, message, wired_update_blob
+from tinygen.device.runners.image import Image
+from tinygen.device.runners.image import to_uf2, uf2_to_image
 
 EDGE = load_board("sparkfun-edge")
 

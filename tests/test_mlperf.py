@@ -12,7 +12,7 @@ import tty
 
 import pytest
 
-from tinygen.mlperf import MlperfDut, MlperfError
+from tinygen.device.mlperf import MlperfDut, MlperfError
 from tinygen.resources import resource_dir
 
 
@@ -68,7 +68,7 @@ class FakeDut(threading.Thread):
 
 
 def test_client_against_a_fake_dut():
-    from tinygen.monitor import open_port
+    from tinygen.device.monitor import open_port
 
     dut = FakeDut()
     dut.start()

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tinygen.boards import load_board
-from tinygen.monitor import LineSplitter, Log, Monitor, energy_uj
-from tinygen.protocol import format_line
+from tinygen.device.monitor import LineSplitter, Log, Monitor, energy_uj
+from tinygen.device.protocol import format_line
 
 
 class FakeDevice:
@@ -161,7 +161,7 @@ def test_send_feeds_a_serial_input_device(tmp_path):
 
 def test_the_monitor_flash_goes_on_to_needs_only_port_and_board(capsys):
     """`flash --monitor` calls the monitor with its defaults: none of them may be a Typer option object."""
-    from tinygen import cli
+    from tinygen.cli.monitor import run_monitor
 
-    cli._run_monitor("loop://", "sparkfun-edge", duration=0.3, as_json=True)
+    run_monitor("loop://", "sparkfun-edge", duration=0.3, as_json=True)
     assert json.loads(capsys.readouterr().out)["board"] == "sparkfun-edge"

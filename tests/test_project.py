@@ -9,9 +9,9 @@ import subprocess
 import jinja2
 import pytest
 
-from tinygen import protocol
+from tinygen.device import protocol
 from tinygen.boards import all_boards, load_board
-from tinygen.build import build
+from tinygen.pipeline.build import BuildOptions, build
 from tinygen.resources import resource_dir
 
 SHARED_INT8 = ["vww_96_int8.tflite", "pretrainedResnet_quant.tflite", "ad01_int8.tflite", "kws_ref_model.tflite"]
@@ -26,7 +26,7 @@ def projects(shared_models, tmp_path_factory):
     for board in all_boards():
         for name in SHARED_INT8:
             d = tmp_path_factory.mktemp(f"{board.id}-{name[:8]}")
-            out[(board.id, name)] = (build(board, shared_models / name, None, d / "p", vector_count=2), d / "p")
+            out[(board.id, name)] = (build(board, shared_models / name, None, d / "p", opts=BuildOptions(vector_count=2)), d / "p")
     return out
 
 
@@ -125,10 +125,10 @@ int main(void) {
 
 
 def test_no_port_board_refuses_compile(shared_models, tmp_path):
-    from tinygen.build import compile_and_run
+    from tinygen.pipeline.build import compile_and_run
     from tinygen.errors import TinygenError
 
-    result = build(load_board("nucleo-l4r5zi"), shared_models / "ad01_int8.tflite", None, tmp_path / "p", vector_count=1)
+    result = build(load_board("nucleo-l4r5zi"), shared_models / "ad01_int8.tflite", None, tmp_path / "p", opts=BuildOptions(vector_count=1))
     with pytest.raises(TinygenError, match="no firmware project"):
         compile_and_run(result, None, {})
 
@@ -137,7 +137,7 @@ def test_camera_input_for_the_edge(shared_models, tmp_path):
     from tinygen.errors import TinygenError
 
     result = build(load_board("sparkfun-edge"), shared_models / "vww_96_int8.tflite", None, tmp_path / "cam",
-                   input_source="camera")
+                   opts=BuildOptions(input_source="camera"))
     p = tmp_path / "cam"
     main = (p / "src/main.cc").read_text()
     assert '#include "tinygen_camera.h"' in main and "board_camera_capture(g_frame" in main
@@ -149,6 +149,6 @@ def test_camera_input_for_the_edge(shared_models, tmp_path):
     # the 324x244 frame buffer and the driver's state are SRAM the fit check counts
     assert result.report.static_ram_bytes >= 324 * 244
     with pytest.raises(TinygenError, match="has no camera"):
-        build(load_board("mps2-an386"), shared_models / "vww_96_int8.tflite", None, tmp_path / "q", input_source="camera")
+        build(load_board("mps2-an386"), shared_models / "vww_96_int8.tflite", None, tmp_path / "q", opts=BuildOptions(input_source="camera"))
     with pytest.raises(TinygenError, match="needs an image model"):
-        build(load_board("sparkfun-edge"), shared_models / "ad01_int8.tflite", None, tmp_path / "a", input_source="camera")
+        build(load_board("sparkfun-edge"), shared_models / "ad01_int8.tflite", None, tmp_path / "a", opts=BuildOptions(input_source="camera"))

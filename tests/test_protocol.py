@@ -2,7 +2,7 @@
 
 from hypothesis import example, given, settings, strategies as st
 
-from tinygen.protocol import crc8, format_line, parse_line
+from tinygen.device.protocol import crc8, format_line, parse_line
 
 keys = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12)
 values = st.one_of(st.integers(-2**31, 2**32 - 1).map(str), st.text(alphabet="0123456789abcdef", min_size=1, max_size=64))

@@ -5,9 +5,9 @@ output, which passes through unchanged, so each conversion runs once."""
 
 import pytest
 
-from tinygen import analyze
+from tinygen.model import graph as analyze
 from tinygen.boards import load_board
-from tinygen.build import build
+from tinygen.pipeline.build import build
 
 FLOAT = ["vww_96.h5", "pretrainedResnet.h5", "ad01.h5", "kws_ref_model"]
 INT8 = ["vww_96_int8.tflite", "pretrainedResnet_quant.tflite", "ad01_int8.tflite", "kws_ref_model.tflite"]

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tinygen import analyze, arena, codegen
+from tinygen.model import graph as analyze
+from tinygen.project import codegen
+from tinygen.tflm import arena
 from tinygen.resources import resource_dir
 
 TFLM_ROOT = os.environ.get("TFLM_ROOT")

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from tinygen.errors import TinygenError
-from tinygen.width import scale_width
+from tinygen.shrink.width import scale_width
 
 
 @pytest.fixture(scope="module")
 def resnet(shared_models):
-    from tinygen._tf import keras, tf
+    from tinygen.model.tf import keras, tf
 
     tf()
     return keras().models.load_model(str(shared_models / "pretrainedResnet.h5"), compile=False)
@@ -51,7 +51,7 @@ def test_kept_filters_are_the_largest(resnet):
 
 
 def test_sequential_concat_flatten_and_a_layer_it_cannot_scale():
-    from tinygen._tf import keras
+    from tinygen.model.tf import keras
 
     k = keras()
     inp = k.layers.Input((8, 8, 2))
@@ -92,7 +92,7 @@ def small_board(tmp_path, flash_bytes: int):
 
 
 def test_pareto_front():
-    from tinygen.shrink import Candidate, pareto_front
+    from tinygen.shrink.search import Candidate, pareto_front
 
     def c(acc, flash, sram):
         return Candidate(1.0, 0.0, "ptq", acc, acc, flash, sram, 0, 0, True, 0.0, "labels")
@@ -133,7 +133,7 @@ def test_an_accuracy_floor_no_candidate_meets(tmp_path):
 
 
 def test_structured_pruning_ranks_filters_across_layers(resnet):
-    from tinygen.width import prune_filters
+    from tinygen.shrink.width import prune_filters
 
     thin = prune_filters(resnet, 0.3)
     filters = {l.name: l.filters for l in thin.layers if type(l).__name__ == "Conv2D"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinygen._tf import keras, quiet, tf
+from tinygen.model.tf import keras, quiet, tf
 
 
 def _model(input_shape, *layers):

@@ -17,6 +17,10 @@ from .errors import BoardError
 from .resources import resource_dir
 
 CPUS = {"cortex-m0", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "host"}
+# Code sizes (TFLM's and the AOT kernels') are measured on three cores; the one that stands in
+# for each core: same instruction set (Thumb-1 for M0/M0+, Thumb-2 with DSP otherwise).
+MEASURED_CORE = {"cortex-m0": "cortex-m0plus", "cortex-m0plus": "cortex-m0plus", "cortex-m3": "cortex-m4",
+                 "cortex-m4": "cortex-m4", "cortex-m7": "cortex-m7", "cortex-m33": "cortex-m4"}
 
 # (dotted field, python type(s), required, check or None, what the check wants)
 _POSITIVE = (lambda v: v > 0, "a positive number")

@@ -35,3 +35,7 @@ class FitError(TinygenError):
     def __init__(self, message: str, report=None):
         super().__init__(message)
         self.report = report
+
+
+class FirmwareError(TinygenError):
+    """The firmware could not be built or run."""

@@ -13,8 +13,8 @@ import time
 import tty
 from pathlib import Path
 
-from tinygen.monitor import Monitor
-from tinygen.protocol import format_line, parse_line
+from tinygen.device.monitor import Monitor
+from tinygen.device.protocol import format_line, parse_line
 
 
 def parser_throughput(n: int = 200_000) -> float:

@@ -1,0 +1,56 @@
+"""`tinygen boards`: the bundled board profiles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import TinygenError
+from .common import JsonOpt, app, err, fail, kb, out
+
+boards_app = typer.Typer(help="The bundled board profiles (boards/*.toml).", no_args_is_help=False,
+                         invoke_without_command=True)
+app.add_typer(boards_app, name="boards")
+
+
+@boards_app.callback(invoke_without_command=True)
+def boards_list(ctx: typer.Context, as_json: bool = JsonOpt):
+    """List the bundled boards, one line each."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..boards import all_boards
+
+    try:
+        bs = all_boards()
+    except TinygenError as e:
+        fail(e)
+    if as_json:
+        print(json.dumps([{"id": b.id, "name": b.name, "mcu": b.mcu, "cpu": b.cpu, "clock_hz": b.clock_hz,
+                           "flash_bytes": b.app_flash_bytes, "sram_bytes": b.sram_size} for b in bs], indent=2))
+        return
+    t = Table(title="Bundled boards", title_justify="left")
+    for c in ("id", "MCU", "core", "clock", "app flash", "SRAM"):
+        t.add_column(c, justify="right" if c in ("clock", "app flash", "SRAM") else "left")
+    for b in bs:
+        t.add_row(b.id, b.mcu, b.cpu, f"{b.clock_hz / 1e6:g} MHz", f"{b.app_flash_bytes // 1024:,} KiB", f"{b.sram_size // 1024:,} KiB")
+    out.print(t)
+
+
+@boards_app.command("show")
+def boards_show(board: str = typer.Argument(..., help="Board id or board file."), as_json: bool = JsonOpt):
+    """Every figure of one board, with the source each figure comes from."""
+    from ..boards import load_board
+
+    try:
+        b = load_board(board)
+    except TinygenError as e:
+        fail(e)
+    if as_json:
+        print(json.dumps(b.raw, indent=2))
+        return
+    out.print(f"[bold]{b.name}[/] ({b.id}) — {b.source}")
+    out.print(b.source.read_text(), highlight=False, markup=False)

@@ -1,0 +1,212 @@
+"""`tinygen fit` and `tinygen build`: parse, call pipeline.build, render the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import TinygenError
+from .common import JsonOpt, app, err, fail, kb, out
+from .common import BoardOpt, MatchOpt, RuntimeOpt, steps
+
+
+@app.command()
+def fit(
+    board: str = BoardOpt,
+    model: Path = typer.Option(..., "--model", "-m", help="A full-int8 .tflite, or a Keras/SavedModel model to quantize first."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Calibration samples (.npz with x[, y], or .npy), for a float model."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also write per-layer memory as a PNG."),
+    runtime: str = RuntimeOpt,
+    as_json: bool = JsonOpt,
+):
+    """Check whether a model fits a board: flash and SRAM, with headroom or overage.
+
+    Exit status 0 when it fits, 2 when it does not, 1 on bad input.
+
+    Example: tinygen fit --board nucleo-l4r5zi --model model.tflite
+    """
+    from ..pipeline.build import BuildOptions
+
+    _run_build(board, model, data, None, None, as_json, BuildOptions(project=False, runtime=runtime), plot=plot,
+               fit_only=True)
+
+
+@app.command()
+def build(
+    board: str = BoardOpt,
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Keras .h5/.keras, a SavedModel folder, or .tflite. Default: the bundled digits example."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Calibration samples: .npz with 'x' (and labels 'y'), or .npy. Without it, generated samples are used and accuracy is unknown."),
+    val: Optional[Path] = typer.Option(None, "--val", help="Held-out samples with labels, for the accuracy report. Default: --data."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder. Default: build/<board>/."),
+    input_source: str = typer.Option("test-vectors", "--input", help="Where the firmware's inputs come from: test-vectors (compiled in, checked against the host interpreter) or serial (sent by the host)."),
+    harness: str = typer.Option("tinygen", "--harness", help="tinygen: print a TG1 line per inference (for `tinygen monitor`); mlperf: answer the MLPerf Tiny / EnergyRunner DUT protocol instead."),
+    raw_output: bool = typer.Option(False, "--raw-output", help="Have the firmware print every output byte on each inference line, not only the top class and score."),
+    vectors: int = typer.Option(10, "--vectors", min=1, help="How many test vectors to compile in (from --val, else --data)."),
+    no_project: bool = typer.Option(False, "--no-project", help="Write the model and fit report only, no firmware project."),
+    compile_: bool = typer.Option(False, "--compile", help="Build the firmware with arm-none-eabi-gcc and report its real size (needs TFLM_ROOT)."),
+    run_: bool = typer.Option(False, "--run", help="Boot the firmware in QEMU (mps2-an386) and show what it prints; implies --compile."),
+    tflm_root: Optional[Path] = typer.Option(None, "--tflm-root", envvar="TFLM_ROOT", help="A tflite-micro checkout (default: $TFLM_ROOT)."),
+    ambiq_root: Optional[Path] = typer.Option(None, "--ambiq-root", envvar="AMBIQ_ROOT", help="AmbiqSuite SDK with boards_sfe, for the SparkFun Edge (default: $AMBIQ_ROOT)."),
+    shrink_: Optional[str] = typer.Option(None, "--shrink", help="auto: first search for the most accurate thinner model that fits (see `tinygen shrink --auto`), then build it."),
+    max_drop: Optional[float] = typer.Option(None, "--max-accuracy-drop", help="With --shrink auto: accuracy points the int8 model may lose."),
+    flash_: bool = typer.Option(False, "--flash", help="After --compile, put the firmware on the board (see `tinygen flash`)."),
+    port: Optional[str] = typer.Option(None, "--port", "-p", help="With --flash/--monitor: the board's serial port."),
+    monitor_after: bool = typer.Option(False, "--monitor", help="After --flash, go straight on into `tinygen monitor` on --port."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also write per-layer memory as a PNG."),
+    runtime: str = RuntimeOpt,
+    match: str = MatchOpt,
+    as_json: bool = JsonOpt,
+):
+    """Quantize a model to full int8, check it against a board, and write it as C.
+
+    Writes, in --out: model.tflite (int8), fit.json (the report) and, for boards with a
+    firmware port (sparkfun-edge, mps2-an386), a TFLite Micro firmware project: Makefile,
+    CMakeLists.txt, README.md, src/ (main.cc, model_settings.h, model_data.cc, test vectors)
+    and port/. Exit status 0 when it fits, 2 when it does not, 1 on bad input or a failed build.
+
+    Examples:
+      tinygen build --board sparkfun-edge --model model.h5 --data calib.npz --out build/edge
+      tinygen build --board mps2-an386 --out build/qemu --compile --run
+      tinygen build --board sparkfun-edge --model model.h5 --runtime aot --out build/aot
+    """
+    from ..pipeline.build import BuildOptions
+
+    calibration = validation = None
+    if shrink_ is not None:
+        if shrink_ != "auto":
+            fail(TinygenError("--shrink takes `auto`; for one chosen recipe use `tinygen shrink --width W`."))
+        model, calibration, validation = _shrink_first(board, model, data, val, max_drop, as_json)
+        data = val = None
+    opts = BuildOptions(input_source=input_source, vector_count=vectors, project=not no_project, harness=harness,
+                        raw_output=raw_output, runtime=runtime, match=match)
+    out_dir = _run_build(board, model, data, val, out_dir, as_json, opts, plot=plot,
+                         compile_=compile_ or run_ or flash_, run=run_, tflm_root=tflm_root,
+                         sdk_roots={"AMBIQ_ROOT": ambiq_root}, calibration=calibration, validation=validation)
+    if flash_:
+        from .flash import flash_image
+
+        flash_image(out_dir, board, port, monitor_after=monitor_after)
+
+
+def _shrink_first(board_name: str, model: Optional[Path], data: Optional[Path], val: Optional[Path],
+                  max_drop: Optional[float], as_json: bool):
+    """`build --shrink auto`: the search, rendered; returns the chosen model and the data to build it with."""
+    from ..boards import load_board
+    from ..pipeline.build import shrink_first
+    from .shrink import render_search
+
+    try:
+        b = load_board(board_name)
+        with steps(as_json) as progress:
+            result, inputs = shrink_first(b, model, data, val, max_drop, progress)
+    except TinygenError as e:
+        fail(e)
+    if not as_json:  # with --json, stdout is the build's one object; the search is in search.json
+        render_search(result, as_json=False)
+    return result.out_dir / "model.keras", inputs.train, inputs.val
+
+
+def _run_build(board_name, model, data, val, out_dir, as_json, opts, plot=None, compile_=False, run=False,
+               tflm_root=None, sdk_roots=None, calibration=None, validation=None, fit_only=False):
+    """Build (or, with fit_only, only check), render, and exit 2 when the model does not fit.
+    Returns the output folder."""
+    from ..boards import load_board
+    from ..pipeline.build import build, compile_and_run
+
+    try:
+        board = load_board(board_name)
+        if not fit_only and out_dir is None:
+            out_dir = Path("build") / board.id
+        with steps(as_json) as progress:
+            result = build(board, model, data, None if fit_only else out_dir, val, opts, progress,
+                           calibration=calibration, validation=validation)
+            if compile_ and result.report.fits:
+                compile_and_run(result, tflm_root, sdk_roots or {}, run, progress)
+    except TinygenError as e:
+        fail(e)
+    except KeyboardInterrupt:
+        err.print("interrupted; nothing was written.")
+        raise typer.Exit(130)
+    report = result.report
+    if plot is not None:
+        from ..plots import layer_memory_png
+
+        layer_memory_png(report, plot)
+        err.print(f"Wrote {plot}", highlight=False)
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        for w in result.warnings:
+            err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+        _render(result)
+    if not report.fits:
+        err.print(f"[bold red]{Path(report.model_path).name} does not fit {report.board.id}:[/] {report.advice()}",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    return out_dir
+
+
+def _render(result) -> None:
+    r = result.report
+    g = r.graph
+    kernels = "tinygen AOT runtime" if r.runtime == "aot" else f"TFLM, {r.kernels} kernels"
+    out.print(f"[bold]{Path(r.model_path).name}[/] on [bold]{r.board.name}[/] ({r.board.cpu}, {kernels})")
+    out.print(f"sha256 {g.sha256[:16]}…  {len(g.operators)} ops: {', '.join(g.ops)}  "
+              f"{g.params:,} parameters, {g.macs:,} MACs", highlight=False)
+    layers = Table(title="Layers", title_justify="left")
+    for c in ("#", "op", "output", "params", "MACs", "activations"):
+        layers.add_column(c, justify="left" if c in ("op", "output") else "right")
+    for l in g.layers:
+        layers.add_row(str(l.index), l.op, "x".join(map(str, l.output_shape)), f"{l.params:,}", f"{l.macs:,}", f"{l.activation_bytes:,}")
+    out.print(layers)
+    t = Table(title=f"Fit on {r.board.id}", title_justify="left")
+    for c in ("", "used", "budget", "headroom", "verdict"):
+        t.add_column(c, justify="left" if c in ("", "verdict") else "right")
+    for name, b in (("flash", r.flash), ("SRAM", r.sram)):
+        verdict = "[green]fits[/]" if b.fits else f"[red]over by {-b.headroom_bytes:,} B[/]"
+        t.add_row(name, kb(b.total_bytes), kb(b.budget_bytes), f"{b.headroom_bytes:+,} B", verdict)
+    out.print(t)
+    vectors = f" + test vectors {r.test_vector_bytes:,}" if r.test_vector_bytes else ""
+    if r.runtime == "aot":
+        c = r.compiled
+        out.print(f"  flash = weights {c.weight_bytes:,} + parameter blocks {c.param_bytes:,} + AOT kernels "
+                  f"{r.runtime_bytes:,} ({', '.join(c.program.kernels)}) + application {r.app_bytes:,}{vectors}", highlight=False)
+        out.print(f"  SRAM  = arena {r.arena_bytes:,} (planned ahead, {c.arena.heuristic}; "
+                  f"ops run in place: {len(c.arena.in_place)}) + stack {r.stack_bytes:,} + static {r.static_ram_bytes:,}",
+                  highlight=False)
+    else:
+        out.print(f"  flash = model {r.model_bytes:,} + TFLM runtime {r.runtime_bytes:,} ({', '.join(g.ops)}) "
+                  f"+ application {r.app_bytes:,}{vectors}", highlight=False)
+        out.print(f"  SRAM  = arena {r.arena_bytes:,} (activations {r.plan.head_bytes:,} + persistent {r.plan.tail_bytes:,}) "
+                  f"+ margin {r.arena_reserved_bytes - r.arena_bytes:,} + stack {r.stack_bytes:,} + static {r.static_ram_bytes:,}",
+                  highlight=False)
+    if not r.plan.exact:
+        out.print(f"[yellow]The arena is not exact: tinygen does not model the allocations of {', '.join(r.plan.unmodelled_ops)}.[/]")
+    for n in r.runtime_note:
+        out.print(f"[yellow]{n}[/]")
+    a = result.accuracy
+    if a.samples:
+        if a.kind == "labels":
+            f = f"{a.float_top1:.2%}" if a.float_top1 is not None else "n/a"
+            out.print(f"Accuracy on {a.samples:,} labelled samples: float {f}, int8 {a.int8_top1:.2%}")
+        else:
+            out.print(f"Int8 top-1 agreement with the float model on {a.samples:,} samples: {a.int8_top1:.2%} (no labels)")
+    if result.out_dir is not None:
+        shown = [f for f in result.files if "/" not in f] + sorted({f.split("/")[0] + "/" for f in result.files if "/" in f})
+        out.print(f"Wrote {', '.join(shown)} to {result.out_dir}/")
+    if result.size is not None:
+        z = result.size
+        out.print(f"Linked firmware (arm-none-eabi-size): text {z.text:,} + data {z.data:,} = flash {z.text + z.data:,} B "
+                  f"(tinygen estimated {r.flash.total_bytes:,}); static RAM data+bss {z.data + z.bss:,} B "
+                  f"(estimated SRAM {r.sram.total_bytes - r.stack_bytes:,} without the stack)", highlight=False)
+    if result.run is not None:
+        rr = result.run
+        out.print(f"In QEMU: arena_used_bytes {rr.arena_used_bytes:,} (tinygen: {r.arena_bytes:,}); "
+                  f"{rr.vectors} test vectors, {rr.mismatches} differing from the host TFLite Micro interpreter", highlight=False)
+        if rr.cycles:
+            out.print(f"  SysTick cycles per inference under QEMU -icount (deterministic, not a real chip's): "
+                      f"{', '.join(f'{c:,}' for c in rr.cycles[:5])}{' ...' if len(rr.cycles) > 5 else ''}", highlight=False)

@@ -1,0 +1,151 @@
+"""`tinygen monitor`: the live view of a board's profiling lines, or an MLPerf Tiny session."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import TinygenError
+from .common import JsonOpt, app, err, fail, kb, out
+
+
+@app.command()
+def monitor(
+    port: str = typer.Option(..., "--port", "-p", help="A serial port or pyserial URL: /dev/ttyUSB0, socket://127.0.0.1:5555, rfc2217://host:port, loop://."),
+    board: Optional[str] = typer.Option(None, "--board", "-b", help="The board, for its baud rate and the energy estimate (supply voltage x active current)."),
+    baud: Optional[int] = typer.Option(None, "--baud", help="Baud rate. Default: the board's, else 115200."),
+    count: Optional[int] = typer.Option(None, "--count", "-n", min=1, help="Stop after this many inferences."),
+    duration: Optional[float] = typer.Option(None, "--duration", "-t", min=0.1, help="Stop after this many seconds."),
+    log: Optional[Path] = typer.Option(None, "--log", help="Write every line, raw and parsed, flushed as it arrives: .csv or .jsonl."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write latency over time and its histogram as a PNG at the end."),
+    send: Optional[Path] = typer.Option(None, "--send", help="For firmware built with --input serial: samples to send, one per inference (.npy or .npz 'x'; int8, or float with --model to quantize them)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="With --send and float samples: the int8 .tflite whose input quantization to use."),
+    mlperf: Optional[tuple[str, int, int]] = typer.Option(None, "--mlperf", help="Drive an MLPerf Tiny DUT instead: `--mlperf infer N W` runs N timed inferences after W warm-ups."),
+    input_file: Optional[Path] = typer.Option(None, "--input-file", help="With --mlperf: the input to load, raw bytes (.bin) or an int8 .npy (first sample). Default: zeros."),
+    as_json: bool = JsonOpt,
+):
+    """Watch a board's profiling lines: latency, inferences per second, energy, outputs.
+
+    Reads the TG1 lines tinygen firmware prints (firmware/README.md), skipping and counting
+    anything else. If the port vanishes (a reset, a pulled cable) it says so, waits and
+    reconnects. Stops at --count, --duration, the firmware's `done` line, or Ctrl-C, then
+    prints a summary.
+
+    Example: tinygen monitor --port socket://127.0.0.1:5555 --count 500 --log run.csv --plot latency.png --json
+    """
+    run_monitor(port, board, baud, count, duration, log, plot, send, model, mlperf, input_file, as_json)
+
+
+def run_monitor(port: str, board: Optional[str], baud: Optional[int] = None, count: Optional[int] = None,
+                 duration: Optional[float] = None, log: Optional[Path] = None, plot: Optional[Path] = None,
+                 send: Optional[Path] = None, model: Optional[Path] = None, mlperf=None,
+                 input_file: Optional[Path] = None, as_json: bool = False) -> None:
+    """What `tinygen monitor` does; also where `flash --monitor` goes on to."""
+    from rich.live import Live
+
+    from ..boards import load_board
+    from ..device.monitor import Log, Monitor, MonitorError, latency_png, samples_to_send
+
+    try:
+        b = load_board(board) if board else None
+        rate = baud or (b.baud if b else 115200)
+        logger = Log(log, b) if log else None
+    except (TinygenError, OSError) as e:
+        fail(e)
+    if mlperf is not None:
+        _run_mlperf(port, rate, b, mlperf, input_file, as_json)
+        return
+    try:
+        inputs = samples_to_send(send, model) if send else []
+    except TinygenError as e:
+        fail(e)
+    m = Monitor(port, rate, b, logger, inputs=inputs, notify=lambda msg: err.print(f"[yellow]{msg}[/]", highlight=False))
+    try:
+        if as_json:
+            stats = m.run(count, duration)
+        else:
+            with Live(_monitor_view(m.stats, port), console=out, refresh_per_second=4, transient=False) as live:
+                stats = m.run(count, duration, on_update=lambda st: live.update(_monitor_view(st, port)))
+    except MonitorError as e:
+        fail(e)
+    except KeyboardInterrupt:
+        stats = m.stats
+    summary = stats.summary(port)
+    if plot is not None and stats.latencies_us:
+        latency_png(stats, plot, f"{port}" + (f" ({b.id})" if b else ""))
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        out.print(_monitor_summary(summary))
+
+
+def _run_mlperf(port, rate, board, mlperf, input_file, as_json):
+    import os
+
+    from ..device.mlperf import MlperfError, run_session
+
+    verb, n, warmup = mlperf
+    if verb != "infer":
+        fail(TinygenError("--mlperf takes `infer N W`, with N >= 1 inferences after W >= 0 warm-ups."))
+    try:
+        summary = run_session(port, rate, board, n, warmup, input_file,
+                              timeout=float(os.environ.get("TINYGEN_MLPERF_TIMEOUT", "30")))
+    except MlperfError as e:
+        fail(e)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        e, profile = summary["energy_uj"]["mean"], summary["profile"]
+        out.print(f"DUT {summary['dut']}, model {profile.get('model', '?')}: {n} inferences after {warmup} warm-ups, "
+                  f"{summary['latency_us']['mean']:,.1f} µs each" + (f", ~{e:.2f} µJ (estimated)" if e is not None else ""),
+                  highlight=False)
+        out.print(f"results: {summary['results']}", highlight=False)
+
+
+def _monitor_view(stats, port: str):
+    from rich.console import Group
+    from rich.text import Text
+
+    s = stats.summary(port)
+    lat = s["latency_us"]
+    t = Table(title=f"tinygen monitor — {port}" + (f" ({s['board']})" if s["board"] else ""), title_justify="left")
+    e = s["energy_uj"]
+    energy_head = "energy µJ" + {"estimated": " (est.)", "measured": " (meas.)"}.get(e["kind"], "")
+    for c in ("inferences", "per s", "min µs", "median µs", "p95 µs", "max µs", energy_head, "bad lines", "other", "reconnects"):
+        t.add_column(c, justify="right")
+    fmt = lambda v: "—" if v is None else f"{v:,.0f}"  # noqa: E731
+    t.add_row(f"{s['inferences']:,}", f"{s['inferences_per_second']:.2f}", fmt(lat["min"]), fmt(lat["median"]),
+              fmt(lat["p95"]), fmt(lat["max"]), "—" if e["median"] is None else f"{e['median']:.2f}",
+              str(s["bad_lines"]), str(s["other_lines"]), str(s["reconnects"]))
+    last = Table(title="last outputs", title_justify="left")
+    for c in ("seq", "µs", "cycles", "top", "score", "match"):
+        last.add_column(c, justify="right")
+    for ev in reversed(stats.last):
+        score = ev.int("score_milli")
+        last.add_row(ev.fields.get("seq", ""), ev.fields.get("us", ""), ev.fields.get("cycles", ""),
+                     ev.fields.get("top", ""), "" if score is None else f"{score / 1000:.3f}", ev.fields.get("match", ""))
+    note = Text("cycles are QEMU's SysTick counts, not a real chip's" if stats.boot and
+                stats.boot.fields.get("board") == "mps2-an386" else "", style="dim")
+    return Group(t, last, note)
+
+
+def _monitor_summary(s: dict):
+    t = Table(title="Summary", title_justify="left")
+    t.add_column("")
+    t.add_column("value", justify="right")
+    lat = s["latency_us"]
+    rows = [("inferences", f"{s['inferences']:,}"), ("inferences per second", f"{s['inferences_per_second']:.2f}")]
+    for k in ("min", "median", "p95", "max"):
+        rows.append((f"latency {k} (µs)", "—" if lat[k] is None else f"{lat[k]:,.0f}"))
+    rows.append(("cycles median", "—" if s["cycles"]["median"] is None else f"{s['cycles']['median']:,.0f}"))
+    e = s["energy_uj"]
+    rows.append(("energy median (µJ)", "—" if e["median"] is None else f"{e['median']:.3f} ({e['kind']})"))
+    rows += [("test-vector mismatches", str(s["mismatches"])), ("bad lines", str(s["bad_lines"])),
+             ("other lines", str(s["other_lines"])), ("reconnects", str(s["reconnects"]))]
+    for k, v in rows:
+        t.add_row(k, v)
+    return t

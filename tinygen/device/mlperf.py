@@ -1,0 +1,139 @@
+"""Drive an MLPerf Tiny / EEMBC EnergyRunner device under test (mlcommons/tiny benchmark/api):
+'%'-terminated commands, answered by m- lines, e-[...] errors, and m-ready."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from ..errors import TinygenError
+
+HEX_BYTES_PER_DB = 32          # 64 hex digits: well inside the DUT's 80-character command buffer
+
+
+class MlperfError(TinygenError):
+    """The DUT answered with an error, or not at all."""
+
+
+@dataclass
+class InferResult:
+    n: int
+    warmup: int
+    total_us: int
+    results: list[float]
+
+    @property
+    def latency_us(self) -> float:
+        return self.total_us / self.n
+
+
+class MlperfDut:
+    def __init__(self, port, timeout: float = 30.0):
+        self.port = port
+        self.timeout = timeout
+        self.buf = b""
+
+    def _readline(self, deadline: float) -> str:
+        while b"\n" not in self.buf:
+            if time.monotonic() > deadline:
+                raise MlperfError(f"the DUT did not answer within {self.timeout:.0f} s")
+            self.buf += self.port.read(self.port.in_waiting or 1)
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.decode("ascii", errors="replace").strip()
+
+    def command(self, cmd: str) -> list[str]:
+        """Send one command; return its m- lines (without m-ready). An e- line is an MlperfError."""
+        self.port.write(cmd.encode("ascii") + b"%")
+        deadline = time.monotonic() + self.timeout
+        lines, errors = [], []
+        while True:
+            line = self._readline(deadline)
+            if line == "m-ready":
+                break
+            if line.startswith("e-"):
+                errors.append(line)
+            elif line.startswith("m-"):
+                lines.append(line)
+        if errors:
+            raise MlperfError(f"'{cmd}' failed: {'; '.join(errors)}")
+        return lines
+
+    def sync(self) -> str:
+        """Get in step with the DUT: whatever it printed on its own (m-init-done and m-ready at
+        boot, perhaps later than we connected) is skipped up to the answer to our `name`.
+        Returns the DUT's name."""
+        self.port.write(b"name%")
+        deadline = time.monotonic() + self.timeout
+        name = None
+        while True:
+            line = self._readline(deadline)
+            m = re.match(r"m-name-([^-\[]+)-\[(.*)\]", line)
+            if m:
+                name = f"{m.group(1)} [{m.group(2)}]"
+            elif line == "m-ready" and name is not None:
+                return name
+
+    def name(self) -> str:
+        for line in self.command("name"):
+            m = re.match(r"m-name-([^-\[]+)-\[(.*)\]", line)
+            if m:
+                return f"{m.group(1)} [{m.group(2)}]"
+        raise MlperfError("the DUT's answer to 'name' has no m-name line")
+
+    def profile(self) -> dict[str, str]:
+        out = {}
+        for line in self.command("profile"):
+            m = re.match(r"m-(profile|model)-\[(.*)\]", line)
+            if m:
+                out[m.group(1)] = m.group(2)
+        return out
+
+    def load(self, data: bytes) -> None:
+        lines = self.command(f"db load {len(data)}")
+        if not any("Expecting" in l for l in lines):
+            raise MlperfError(f"the DUT did not accept 'db load {len(data)}': {lines}")
+        done = False
+        for i in range(0, len(data), HEX_BYTES_PER_DB):
+            done = any(l == "m-load-done" for l in self.command("db " + data[i:i + HEX_BYTES_PER_DB].hex()))
+        if not done:
+            raise MlperfError("the DUT never said m-load-done")
+
+    def infer(self, n: int, warmup: int) -> InferResult:
+        lines = self.command(f"infer {n} {warmup}")
+        laps = [int(l[len("m-lap-us-"):]) for l in lines if l.startswith("m-lap-us-")]
+        res = [l for l in lines if l.startswith("m-results-[")]
+        if len(laps) < 2 or not res:
+            raise MlperfError(f"'infer {n} {warmup}' gave no timing or no results: {lines}")
+        values = [float(v) for v in res[-1][len("m-results-["):-1].split(",") if v]
+        return InferResult(n, warmup, laps[-1] - laps[-2], values)
+
+
+def run_session(port: str, rate: int, board, count: int, warmup: int, input_file=None,
+                timeout: float = 30.0) -> dict:
+    """`tinygen monitor --mlperf infer N W`: sync with the DUT, load the input (raw bytes, or
+    the first sample of an int8 .npy; zeros without one), run N timed inferences after W
+    warm-ups. Returns the summary the CLI prints or writes as JSON."""
+    import numpy as np
+
+    from .monitor import MonitorError, energy_uj, open_port
+
+    if count < 1 or warmup < 0:
+        raise MlperfError("--mlperf takes `infer N W`, with N >= 1 inferences after W >= 0 warm-ups.")
+    try:
+        ser = open_port(port, rate)
+        dut = MlperfDut(ser, timeout=timeout)
+        name = dut.sync()
+        profile = dut.profile()
+        if input_file is not None:
+            data = np.load(input_file) if input_file.suffix == ".npy" else input_file.read_bytes()
+            data = np.asarray(data).astype(np.int8)[0].tobytes() if not isinstance(data, bytes) else data
+            dut.load(data)
+        r = dut.infer(count, warmup)
+        ser.close()
+    except (MonitorError, MlperfError, OSError, ValueError) as e:
+        raise MlperfError(f"MLPerf DUT on {port}: {e}") from None
+    e = energy_uj(r.latency_us, board)
+    return {"port": port, "board": board.id if board else None, "dut": name, "profile": profile,
+            "inferences": count, "warmup": warmup, "latency_us": {"mean": r.latency_us},
+            "energy_uj": {"mean": e, "kind": "estimated" if e is not None else None}, "results": r.results}

@@ -1,0 +1,332 @@
+"""`tinygen monitor`: read a board's harness lines from any pyserial URL, keep statistics,
+log every line as it arrives, and survive a port that vanishes.
+
+The library part is a reader (bytes to lines), a pure parser (protocol.parse_line), a
+Stats accumulator and a Monitor loop that reconnects; the CLI only renders."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, TextIO
+
+import serial
+
+from ..boards import Board
+from ..errors import TinygenError
+from .protocol import Event, parse_line
+
+MAX_LINE = 4096   # a longer run of bytes without a newline is garbage, not a line
+
+
+class MonitorError(TinygenError):
+    """The port cannot be opened or the session cannot go on."""
+
+
+def energy_uj(us: float, board: Board | None) -> float | None:
+    """Energy of one inference, estimated from the board's supply and active current."""
+    if board is None:
+        return None
+    return board.supply_v * board.active_ma * us / 1000.0   # V x mA = mW; mW x us = nJ
+
+
+@dataclass
+class Stats:
+    board: Board | None = None
+    latencies_us: list[float] = field(default_factory=list)
+    cycles: list[int] = field(default_factory=list)
+    energies_uj: list[float] = field(default_factory=list)
+    energy_kind: str = "estimated"
+    inferences: int = 0
+    bad_lines: int = 0
+    other_lines: int = 0
+    reconnects: int = 0
+    mismatches: int = 0
+    last: list[Event] = field(default_factory=list)
+    boot: Event | None = None
+    first_at: float | None = None      # monotonic time of the first and latest inference lines
+    last_at: float | None = None
+
+    def add(self, ev: Event) -> None:
+        if ev.kind == "boot":
+            self.boot = ev
+        elif ev.kind == "inf":
+            self.inferences += 1
+            now = time.monotonic()
+            self.first_at = self.first_at or now
+            self.last_at = now
+            us = ev.int("us")
+            if us is not None:
+                self.latencies_us.append(us)
+            c = ev.int("cycles")
+            if c is not None:
+                self.cycles.append(c)
+            measured = ev.fields.get("uj")
+            if measured is not None:
+                try:
+                    self.energies_uj.append(float(measured))
+                    self.energy_kind = "measured"
+                except ValueError:
+                    pass
+            elif us is not None and self.energy_kind == "estimated":
+                e = energy_uj(us, self.board)
+                if e is not None:
+                    self.energies_uj.append(e)
+            if ev.fields.get("match") == "0":
+                self.mismatches += 1
+            self.last = (self.last + [ev])[-5:]
+
+    @staticmethod
+    def _pct(values: list[float], q: float) -> float | None:
+        if not values:
+            return None
+        s = sorted(values)
+        return s[min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))]
+
+    def per_second(self) -> float:
+        """Inferences per second between the first and the latest inference line."""
+        if self.inferences < 2 or self.first_at is None:
+            return 0.0
+        span = self.last_at - self.first_at
+        return (self.inferences - 1) / span if span > 0 else 0.0
+
+    def summary(self, port: str) -> dict:
+        lat = self.latencies_us
+        return {
+            "port": port,
+            "board": self.board.id if self.board else None,
+            "inferences": self.inferences,
+            "latency_us": {
+                "min": min(lat) if lat else None,
+                "median": statistics.median(lat) if lat else None,
+                "p95": self._pct(lat, 0.95),
+                "max": max(lat) if lat else None,
+            },
+            "cycles": {"median": statistics.median(self.cycles) if self.cycles else None,
+                       "counter": self.boot.fields.get("counter") if self.boot else None},
+            "energy_uj": {"median": statistics.median(self.energies_uj) if self.energies_uj else None,
+                          "kind": self.energy_kind if self.energies_uj else None},
+            "inferences_per_second": round(self.per_second(), 3),
+            "mismatches": self.mismatches,
+            "bad_lines": self.bad_lines,
+            "other_lines": self.other_lines,
+            "reconnects": self.reconnects,
+        }
+
+
+class LineSplitter:
+    """Bytes in, complete lines out. Over-long runs are cut and counted as bad."""
+
+    def __init__(self):
+        self.buf = bytearray()
+        self.overflows = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self.buf += data
+        lines = []
+        while True:
+            i = self.buf.find(b"\n")
+            if i < 0:
+                break
+            lines.append(bytes(self.buf[: i + 1]))
+            del self.buf[: i + 1]
+        if len(self.buf) > MAX_LINE:
+            self.buf.clear()
+            self.overflows += 1
+        return lines
+
+    def reset(self) -> bytes:
+        """What was pending when the port went away: a partial line."""
+        pending, self.buf = bytes(self.buf), bytearray()
+        return pending
+
+
+class Log:
+    """Every line, raw and parsed, flushed as it arrives: CSV or JSONL by extension."""
+
+    FIELDS = ["time", "raw", "valid", "kind", "seq", "cycles", "us", "top", "score_milli", "energy_uj"]
+
+    def __init__(self, path: Path, board: Board | None):
+        self.board = board
+        self.jsonl = path.suffix.lower() in (".jsonl", ".json", ".ndjson")
+        self.f: TextIO = path.open("w", newline="")
+        self.csv = None if self.jsonl else csv.writer(self.f)
+        if self.csv:
+            self.csv.writerow(self.FIELDS)
+            self.f.flush()
+
+    def write(self, raw: str, ev: Event | None) -> None:
+        now = time.time()
+        e = None
+        if ev is not None and ev.kind == "inf" and ev.int("us") is not None:
+            e = float(ev.fields["uj"]) if "uj" in ev.fields else energy_uj(ev.int("us"), self.board)
+        if self.jsonl:
+            rec = {"time": now, "raw": raw, "valid": ev is not None,
+                   "kind": ev.kind if ev else None, "fields": ev.fields if ev else None, "energy_uj": e}
+            self.f.write(json.dumps(rec) + "\n")
+        else:
+            f = ev.fields if ev else {}
+            self.csv.writerow([f"{now:.6f}", raw, int(ev is not None), ev.kind if ev else "",
+                               f.get("seq", ""), f.get("cycles", ""), f.get("us", ""), f.get("top", ""),
+                               f.get("score_milli", ""), "" if e is None else f"{e:.3f}"])
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def open_port(url: str, baud: int, timeout: float = 0.2):
+    """Any pyserial URL: /dev/tty*, socket://host:port, rfc2217://..., loop://."""
+    try:
+        return serial.serial_for_url(url, baudrate=baud, timeout=timeout)
+    except (serial.SerialException, ValueError, OSError) as e:
+        raise MonitorError(f"Cannot open {url}: {e}.") from None
+
+
+@dataclass
+class Monitor:
+    url: str
+    baud: int
+    board: Board | None = None
+    log: Log | None = None
+    reconnect_wait: float = 0.5
+    give_up_after: float = 60.0       # seconds without the port before the session ends
+    notify: Callable[[str], None] = lambda msg: None
+    stop_at_done: bool = True          # a test-vector firmware prints `done` when it has finished
+    inputs: list[bytes] = field(default_factory=list)   # for --input serial firmware: sent one per inference
+    stats: Stats = field(init=False)
+    finished: bool = field(init=False, default=False)
+
+    def __post_init__(self):
+        self.stats = Stats(self.board)
+
+    def _send_next(self, port) -> None:
+        """Serial-input firmware waits for `I<N>\\n` and N bytes before each inference."""
+        if self._next_input < len(self.inputs):
+            data = self.inputs[self._next_input]
+            port.write(f"I{len(data)}\n".encode() + data)
+            self._next_input += 1
+
+    def _handle(self, raw: bytes) -> None:
+        text = raw.decode("ascii", errors="replace").rstrip("\r\n")
+        ev = parse_line(raw)
+        if ev is not None:
+            self.stats.add(ev)
+            if ev.kind == "done":
+                self.finished = True
+        elif text.startswith("TG"):
+            self.stats.bad_lines += 1   # ours, but corrupt or cut
+        elif text:
+            self.stats.other_lines += 1  # boot text, other firmware: counted, skipped
+        if self.log is not None:
+            self.log.write(text, ev)
+
+    def run(self, count: int | None = None, duration: float | None = None,
+            stop: Callable[[], bool] = lambda: False, on_update: Callable[[Stats], None] = lambda s: None) -> Stats:
+        """Read until `count` inferences, `duration` seconds, the firmware's `done`, or stop()."""
+        splitter = LineSplitter()
+        deadline = None if duration is None else time.monotonic() + duration
+        port = open_port(self.url, self.baud)
+        self._next_input = 0
+        if self.inputs:
+            count = len(self.inputs) if count is None else min(count, len(self.inputs))
+            self._send_next(port)
+        lost_since = None
+        try:
+            while True:
+                if stop() or (deadline and time.monotonic() >= deadline):
+                    break
+                if count is not None and self.stats.inferences >= count:
+                    break
+                if port is None:
+                    try:
+                        port = open_port(self.url, self.baud)
+                        self.stats.reconnects += 1
+                        if self.inputs and self._next_input > self.stats.inferences:
+                            self._next_input = self.stats.inferences   # resend the one that was lost
+                            self._send_next(port)
+                        self.notify(f"{self.url} is back; reading again.")
+                        lost_since = None
+                    except MonitorError:
+                        if time.monotonic() - lost_since > self.give_up_after:
+                            raise MonitorError(f"{self.url} has been gone for {self.give_up_after:.0f} s; giving up.") from None
+                        time.sleep(self.reconnect_wait)
+                        continue
+                try:
+                    data = port.read(port.in_waiting or 1)
+                except (serial.SerialException, OSError) as e:
+                    self.notify(f"{self.url} went away ({e}); waiting for it to come back.")
+                    if splitter.reset():
+                        self.stats.bad_lines += 1   # the line it was in the middle of
+                    try:
+                        port.close()
+                    except Exception:
+                        pass
+                    port, lost_since = None, time.monotonic()
+                    continue
+                if not data:
+                    on_update(self.stats)
+                    continue
+                for raw in splitter.feed(data):
+                    before = self.stats.inferences
+                    self._handle(raw)
+                    if self.inputs and self.stats.inferences > before:
+                        self._send_next(port)
+                    if count is not None and self.stats.inferences >= count:
+                        break
+                self.stats.bad_lines += splitter.overflows
+                splitter.overflows = 0
+                on_update(self.stats)
+                if self.finished and self.stop_at_done:
+                    break
+        finally:
+            if port is not None:
+                port.close()
+            if self.log is not None:
+                self.log.close()
+        return self.stats
+
+
+def latency_png(stats: Stats, path: Path, title: str) -> None:
+    """Latency over the session and its histogram."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lat = stats.latencies_us
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=120, gridspec_kw={"width_ratios": [2, 1]})
+    a.plot(range(len(lat)), [v / 1000 for v in lat], lw=0.8, color="#4c72b0")
+    a.set_xlabel("inference")
+    a.set_ylabel("latency (ms)")
+    a.set_title(title, fontsize=9)
+    b.hist([v / 1000 for v in lat], bins=min(50, max(5, len(lat) // 10)), color="#4c72b0")
+    b.set_xlabel("latency (ms)")
+    b.set_ylabel("inferences")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def samples_to_send(path: Path, model: Path | None) -> list[bytes]:
+    """`--send`: samples for serial-input firmware, one per inference, as int8 bytes; float samples
+    are quantized with the int8 model's input scale and zero point."""
+    import numpy as np
+
+    from ..errors import DataError
+    from ..model.data import load_data
+    from ..model.evaluate import quantize_samples
+    from ..model.graph import parse
+
+    x = np.asarray(load_data(path).x)
+    if x.dtype != np.int8:
+        if model is None:
+            raise DataError(f"{path} holds {x.dtype} samples; pass --model (the int8 .tflite) to quantize them, or send int8.")
+        x = quantize_samples(parse(model.read_bytes(), model.name), x.astype(np.float32))
+    return [s.tobytes() for s in x]

@@ -1,0 +1,324 @@
+"""`tinygen build` (and `fit`), as named stages a test can call one by one:
+
+    resolve_inputs -> quantize_and_score -> check -> write_outputs -> compile_and_run
+
+`build()` runs them in order; the CLI only parses options, calls it and renders the result.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..boards import Board
+from ..errors import FirmwareError, TinygenError
+from ..files import write_tree
+from ..fit import FitReport, check_fit
+from ..model import data as data_mod, quantize
+from ..model.data import Dataset
+from ..model.evaluate import Accuracy, accuracy, quantize_samples, tflite_reference
+from ..model.examples import digits_model_path, digits_splits
+from ..model.graph import Graph, parse
+from ..model.source import ModelSource, detect, float_predict, input_shape, load_keras
+from ..ports import find_port, port_for
+from ..project import codegen
+from ..project.render import ProjectError, render_aot_project, render_project
+from ..tflm.interpreter import int8_predict
+
+Progress = Callable[[str, int | None, int | None], None]   # (step, done, total)
+
+
+def _noop(step: str, done: int | None = None, total: int | None = None) -> None:
+    pass
+
+
+@dataclass
+class BuildOptions:
+    """What the firmware gets, beyond the model: the options of `tinygen build`."""
+    input_source: str = "test-vectors"
+    vector_count: int = 10
+    project: bool = True
+    harness: str = "tinygen"
+    raw_output: bool = False
+    runtime: str = "tflm"
+    match: str = "tflm"
+    eval_limit: int = 1000
+
+
+@dataclass
+class Inputs:
+    """The model and data a build starts from, checked against each other."""
+    source: ModelSource
+    keras_model: object | None
+    calibration: Dataset
+    validation: Dataset | None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Quantized:
+    model_bytes: bytes
+    graph: Graph
+    accuracy: Accuracy
+    samples: Dataset           # where test vectors come from: the evaluation set, else the calibration set
+
+
+@dataclass
+class BuildResult:
+    report: FitReport
+    model_bytes: bytes
+    accuracy: Accuracy
+    calibration_source: str
+    warnings: list[str] = field(default_factory=list)
+    out_dir: Path | None = None
+    files: list[str] = field(default_factory=list)
+    project: bool = False
+    size: object | None = None       # project.make.ImageSize, with --compile
+    run: object | None = None        # device.qemu.RunResult, with --run
+
+    def to_json(self) -> dict:
+        j = self.report.to_json()
+        a = self.accuracy
+        j["accuracy"] = {
+            "float": a.float_top1, "int8": a.int8_top1, "samples": a.samples, "measured_by": a.kind,
+        }
+        j["calibration"] = self.calibration_source
+        j["warnings"] = self.warnings
+        if self.out_dir is not None:
+            j["out"] = str(self.out_dir)
+            j["files"] = self.files
+        if self.size is not None:
+            j["size"] = {"text": self.size.text, "data": self.size.data, "bss": self.size.bss}
+        if self.run is not None:
+            j["run"] = {"arena_used_bytes": self.run.arena_used_bytes, "vectors": self.run.vectors,
+                        "mismatches": self.run.mismatches, "cycles": self.run.cycles}
+        return j
+
+
+# --- stage 1: inputs ----------------------------------------------------------------------
+
+def resolve_inputs(model_path: Path | None, data_path: Path | None = None, val_path: Path | None = None,
+                   calibration: Dataset | None = None, validation: Dataset | None = None) -> Inputs:
+    """The model (default: the bundled digits example, with its own split) and its calibration and
+    validation samples (paths, or data sets already in memory), each checked against the model's
+    input. Without data, generated samples and a warning."""
+    warnings: list[str] = []
+    if model_path is None:
+        model_path = digits_model_path()
+        train, test = digits_splits()
+        calibration = calibration if calibration is not None else (train if data_path is None else None)
+        validation = validation if validation is not None else test
+    src = detect(model_path)
+    keras_model = load_keras(src) if src.kind == "keras" else None
+    if src.kind == "tflite":
+        g0 = parse(src.path.read_bytes(), src.name)
+        in_shape = g0.tensors[g0.inputs[0]].shape
+    else:
+        in_shape = input_shape(src, keras_model)
+
+    if data_path is not None:
+        calibration = data_mod.conform(data_mod.load_data(data_path), in_shape)
+    elif calibration is None:
+        calibration = data_mod.generated(in_shape)
+        if src.kind == "tflite":
+            warnings.append("No --data given: the model is already int8, but its accuracy is not measured.")
+        else:
+            warnings.append(
+                "No --data given: calibrated on generated samples, so the int8 accuracy is unknown; "
+                "pass real samples with --data for a quantization you can trust."
+            )
+    else:
+        calibration = data_mod.conform(calibration, in_shape)
+    if val_path is not None:
+        validation = data_mod.conform(data_mod.load_data(val_path), in_shape, "validation data")
+    elif validation is not None:
+        validation = data_mod.conform(validation, in_shape, "validation data")
+    elif calibration.y is not None:
+        validation = calibration
+        warnings.append("Accuracy is measured on the calibration data; pass --val for held-out data.")
+    return Inputs(src, keras_model, calibration, validation, warnings)
+
+
+# --- stage 2: int8, and what it cost -------------------------------------------------------
+
+def quantize_and_score(inputs: Inputs, eval_limit: int = 1000, progress: Progress = _noop) -> Quantized:
+    """Full-integer int8 (an int8 .tflite passes through), then accuracy: float through the source
+    model, int8 through the tflite-micro interpreter; without labels, int8-vs-float agreement."""
+    from ..model.tf import quiet
+
+    src = inputs.source
+    progress("Quantizing to int8", None, None)
+    with quiet():
+        model_bytes = quantize.quantize(src, inputs.calibration, inputs.keras_model)
+    graph = parse(model_bytes, src.name)
+    acc = Accuracy(None, None, 0, "none")
+    eval_set = inputs.validation if inputs.validation is not None else (
+        inputs.calibration if src.kind != "tflite" else None)
+    if eval_set is not None:
+        xs = eval_set.x[:eval_limit]
+        ys = eval_set.y[:eval_limit] if eval_set.y is not None else None
+        float_out = None
+        if src.kind != "tflite":
+            progress("Float accuracy", None, None)
+            with quiet():
+                float_out = float_predict(src, xs, inputs.keras_model)
+        total = len(xs)
+        int8_out = int8_predict(model_bytes, graph, xs, lambda n: progress("Int8 accuracy (TFLite Micro)", n, total))
+        acc = accuracy(float_out, int8_out, ys)
+    return Quantized(model_bytes, graph, acc, eval_set if eval_set is not None else inputs.calibration)
+
+
+# --- stage 3: the fit -------------------------------------------------------------------
+
+def check(board: Board, q: Quantized, model_path: str, opts: BuildOptions, writes_project: bool) -> FitReport:
+    """The fit check, counting what the firmware will hold besides the model: compiled-in test
+    vectors, a camera's driver and frame buffer."""
+    port = find_port(board) if writes_project and opts.project else None
+    vectors_in_flash = port is not None and opts.input_source == "test-vectors" and opts.harness == "tinygen"
+    camera_flash, camera_sram = (port.camera_cost() if port is not None and opts.input_source == "camera"
+                                 and opts.harness == "tinygen" else (0, 0))
+    n_vectors = min(opts.vector_count, len(q.samples))
+    return check_fit(q.graph, board, model_path, n_vectors if vectors_in_flash else 0, camera_sram, camera_flash,
+                     runtime=opts.runtime, model_bytes=q.model_bytes, match=opts.match,
+                     model_name=Path(model_path).name)
+
+
+# --- stage 4: the outputs, one writer per kind ---------------------------------------------
+
+def test_vectors(q: Quantized, count: int, reference: str = "tflm") -> tuple[np.ndarray, np.ndarray]:
+    """(int8 inputs, expected outputs) from the evaluation samples, the outputs from the host's
+    interpreter: tflite-micro's, or TFLite's reference kernels' with reference "tflite"."""
+    vin = quantize_samples(q.graph, np.asarray(q.samples.x[:count]))
+    if reference == "tflite":
+        expected = tflite_reference(q.model_bytes, vin)
+        if expected is None:
+            raise ProjectError("TFLite's interpreter rejects this model; use --match tflm.")
+        return vin, expected
+    return vin, int8_predict(q.model_bytes, q.graph, vin)
+
+
+def model_files(q: Quantized, model_name: str, in_src: bool) -> dict[str, str | bytes]:
+    """model.tflite, and the flatbuffer as a C array for TFLM (model_data.h/.cc)."""
+    d = "src/" if in_src else ""
+    return {f"{d}model_data.h": codegen.model_header("g_model", model_name, q.graph.sha256, len(q.model_bytes)),
+            f"{d}model_data.cc": codegen.model_source(q.model_bytes, "g_model", model_name, q.graph.sha256)}
+
+
+def tflm_project_files(report: FitReport, q: Quantized, model_name: str, opts: BuildOptions,
+                       progress: Progress = _noop) -> dict[str, str | bytes]:
+    vectors = None
+    if opts.input_source == "test-vectors" and opts.harness == "tinygen":
+        progress("Test vectors (TFLite Micro)", None, None)
+        vectors = test_vectors(q, min(opts.vector_count, len(q.samples)))
+    return render_project(report, model_name, opts.input_source, vectors,
+                          q.samples.source if vectors is not None else "", harness=opts.harness,
+                          raw_output=opts.raw_output)
+
+
+def aot_project_files(report: FitReport, q: Quantized, model_name: str, opts: BuildOptions,
+                      progress: Progress = _noop) -> dict[str, str | bytes]:
+    vectors = None
+    reference = "TFLite" if opts.match == "tflite" else "TFLite Micro"
+    if opts.input_source == "test-vectors":
+        progress(f"Test vectors ({reference})", None, None)
+        vectors = test_vectors(q, min(opts.vector_count, len(q.samples)), opts.match)
+    return render_aot_project(report, model_name, opts.input_source, vectors,
+                              q.samples.source if vectors is not None else "", raw_output=opts.raw_output,
+                              harness=opts.harness, reference=reference)
+
+
+def write_outputs(result: BuildResult, q: Quantized, model_name: str, out_dir: Path, opts: BuildOptions,
+                  progress: Progress = _noop) -> BuildResult:
+    """Everything `build` writes, all at once (files.write_tree): model.tflite, fit.json, and the
+    firmware project where the board has a port (TFLM or AOT), or the AOT C alone where it has none."""
+    progress("Writing outputs", None, None)
+    report, board = result.report, result.report.board
+    has_port = opts.project and find_port(board) is not None
+    files: dict[str, str | bytes] = {"model.tflite": q.model_bytes}
+    if opts.runtime == "tflm":
+        files.update(model_files(q, model_name, in_src=has_port))
+    if has_port:
+        maker = aot_project_files if opts.runtime == "aot" else tflm_project_files
+        files.update(maker(report, q, model_name, opts, progress))
+        result.project = True
+    elif opts.project and opts.runtime == "aot":
+        # No board port, but the model as C is portable: aot/ drops into any C99 project.
+        files.update({f"aot/{k}": v for k, v in report.compiled.files.items()})
+        result.warnings.append(f"tinygen has no firmware port for {board.id} ({board.family}) yet: wrote the model as "
+                               "C (aot/: add tg_model.c and the tg_*.c kernels to your project; tg_model.h says how "
+                               "to call it) and the fit report, not a firmware project.")
+    elif opts.project:
+        result.warnings.append(f"tinygen has no firmware port for {board.id} ({board.family}) yet: wrote the model "
+                               "and the fit report, not a firmware project.")
+    result.out_dir = out_dir
+    result.files = sorted(list(files) + ["fit.json"])
+    files["fit.json"] = json.dumps(result.to_json(), indent=2) + "\n"
+    write_tree(out_dir, files)
+    return result
+
+
+# --- the pipeline -----------------------------------------------------------------------
+
+def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir: Path | None,
+          val_path: Path | None = None, opts: BuildOptions | None = None, progress: Progress = _noop,
+          calibration: Dataset | None = None, validation: Dataset | None = None) -> BuildResult:
+    """Inputs, int8 and accuracy, the fit, and (with out_dir) the outputs. Without out_dir it is
+    `tinygen fit`: nothing is written."""
+    opts = opts or BuildOptions()
+    if opts.match != "tflm" and opts.runtime != "aot":
+        raise TinygenError("--match picks the arithmetic of tinygen's AOT C; it needs --runtime aot.")
+    progress("Reading the model", None, None)
+    inputs = resolve_inputs(model_path, data_path, val_path, calibration, validation)
+    q = quantize_and_score(inputs, opts.eval_limit, progress)
+    progress("Checking the fit", None, None)
+    model_name = inputs.source.name
+    report = check(board, q, str(model_path or inputs.source.path), opts, writes_project=out_dir is not None)
+    result = BuildResult(report, q.model_bytes, q.accuracy, inputs.calibration.source, inputs.warnings)
+    if out_dir is not None:
+        write_outputs(result, q, model_name, out_dir, opts, progress)
+    return result
+
+
+def compile_and_run(result: BuildResult, tflm_root: Path | None, sdk_roots: dict[str, Path | None],
+                    run: bool = False, progress: Progress = _noop) -> BuildResult:
+    """`make` the project written by build(); with run, boot it in QEMU. fit.json is updated."""
+    from ..device import qemu
+    from ..project.make import compile_project
+
+    board = result.report.board
+    if result.out_dir is None or not result.project:
+        raise FirmwareError(f"There is no firmware project to compile for {board.id}.")
+    port = port_for(board)
+    if run and port.qemu_machine is None:
+        raise FirmwareError(
+            f"--run boots the image in an emulator, and {board.id} has none; flash build/firmware.bin instead "
+            "(see the project's README.md), or use --board mps2-an386.")
+    aot = result.report.runtime == "aot"
+    progress("Compiling the firmware" + ("" if aot else " (TFLM's first build takes minutes)"), None, None)
+    result.size = compile_project(result.out_dir, port, None if aot else tflm_root,
+                                  sdk_roots.get(port.sdk_variable) if port.sdk_variable else None, needs_tflm=not aot)
+    if run:
+        progress("Running in QEMU", None, None)
+        result.run = qemu.run(result.out_dir / "build" / "firmware.elf", port.qemu_machine)
+    fit_json = result.out_dir / "fit.json"
+    tmp = fit_json.with_name(".fit.json.tmp")
+    tmp.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    tmp.replace(fit_json)
+    return result
+
+
+def shrink_first(board: Board, model_path: Path | None, data_path: Path | None, val_path: Path | None,
+                 max_drop: float | None, progress: Progress = _noop):
+    """`build --shrink auto`'s first half: the search for the most accurate thinner model that fits.
+    Returns the search result and the shrink inputs, whose data the build then uses."""
+    from ..shrink.recipe import shrink_inputs
+    from ..shrink.search import run_search
+
+    inputs = shrink_inputs(model_path, data_path, val_path)
+    result = run_search(board, inputs.teacher, inputs.source.path, inputs.train, inputs.val, max_drop, None, 10,
+                        Path("build") / f"{board.id}-shrunk", progress)
+    return result, inputs

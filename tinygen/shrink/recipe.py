@@ -1,0 +1,173 @@
+"""One shrinking recipe (`tinygen shrink --width/--prune`): make a model thinner, fine-tune it from the original, quantize it, and
+measure what that cost: accuracy (float and int8, on held-out data) and flash and SRAM
+(through the fit check), next to the original."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..boards import Board
+from ..errors import TinygenError
+from ..files import write_tree
+from ..fit import check_fit
+from ..model import quantize as quantize_mod
+from ..model.data import Dataset, conform, load_data
+from ..model.evaluate import top1
+from ..model.examples import digits_model_path, digits_splits
+from ..model.graph import parse
+from ..model.source import ModelSource, detect, input_shape, load_keras
+from ..tflm.interpreter import int8_predict
+from .distill import distill, magnitude_prune, weight_sparsity
+from .width import prune_filters, scale_width
+
+
+@dataclass
+class ShrinkInputs:
+    """What shrinking starts from: the Keras original and the data to train and measure on."""
+    source: ModelSource
+    teacher: object
+    train: Dataset
+    val: Dataset
+    bundled: bool        # the bundled digits example and its own split
+
+
+def shrink_inputs(model: Path | None, data: Path | None, val: Path | None) -> ShrinkInputs:
+    """The original model (default: the bundled example, with its digits) and its data, each checked:
+    shrinking rebuilds and trains the network, so it needs the Keras model, training samples and
+    held-out samples."""
+    bundled = model is None
+    src = detect(model or digits_model_path())
+    if src.kind != "keras":
+        raise TinygenError(f"Shrinking rebuilds the network, so it needs the Keras model, not a "
+                           f"{src.kind.replace('_', ' ')}.")
+    teacher = load_keras(src)
+    shape = input_shape(src, teacher)
+    if bundled and data is None:
+        train_ds, val_ds = digits_splits()
+    elif data is None:
+        raise TinygenError("Shrinking trains: pass --data with training samples (and --val with held-out ones).")
+    else:
+        train_ds = load_data(data)
+        val_ds = load_data(val) if val is not None else None
+    if val_ds is None:
+        raise TinygenError("Shrinking needs held-out data to measure accuracy on: pass --val.")
+    return ShrinkInputs(src, teacher, conform(train_ds, shape), conform(val_ds, shape, "validation data"), bundled)
+
+
+def keras_bytes(model) -> bytes:
+    """A Keras model as the bytes of its .keras file."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.keras"
+        model.save(path)
+        return path.read_bytes()
+
+
+@dataclass
+class Candidate:
+    width: float
+    sparsity: float
+    quantization: str
+    accuracy_float: float | None
+    accuracy_int8: float | None
+    flash_bytes: int
+    sram_bytes: int
+    macs: int
+    params: int
+    fits: bool
+    train_seconds: float
+    accuracy_kind: str
+
+
+@dataclass
+class ShrinkResult:
+    board: Board
+    original: Candidate
+    chosen: Candidate
+    out_dir: Path | None = None
+    files: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"board": self.board.id, "chosen": asdict(self.chosen), "candidates": [asdict(self.original), asdict(self.chosen)],
+                "out": str(self.out_dir) if self.out_dir else None, "files": self.files}
+
+
+def _accuracy(outputs: np.ndarray, labels: np.ndarray | None, teacher_top1: np.ndarray) -> float:
+    ref = labels if labels is not None else teacher_top1
+    return float(np.mean(top1(outputs) == ref))
+
+
+def evaluate(model, board: Board, val: Dataset, teacher_top1: np.ndarray, calibration: Dataset,
+             width: float, seconds: float, quantization: str = "ptq", float_model=None) -> tuple[Candidate, bytes]:
+    """Quantize `model` (PTQ, or convert a QAT model) and measure it. `float_model` is the float
+    network a QAT model was made from, for the float accuracy."""
+    from ..model.tf import quiet
+
+    with quiet():
+        tflite = quantize_mod.quantize(ModelSource(Path("model.keras"), "keras"), calibration, model)
+        float_out = (float_model or model).predict(val.x, batch_size=256, verbose=0)
+    g = parse(tflite)
+    report = check_fit(g, board)
+    int8_out = int8_predict(tflite, g, val.x)
+    kind = "labels" if val.y is not None else "agreement with the original's top-1"
+    return Candidate(width, 0.0, quantization, _accuracy(float_out, val.y, teacher_top1),
+                     _accuracy(int8_out, val.y, teacher_top1), report.flash.total_bytes, report.sram.total_bytes,
+                     g.macs, g.params, report.fits, round(seconds, 2), kind), tflite
+
+
+def qat(teacher, student, train: Dataset, epochs: int = 3):
+    """Quantization-aware training: tfmot's quantize_model, fine-tuned by distillation."""
+    import tensorflow_model_optimization as tfmot
+
+    q = tfmot.quantization.keras.quantize_model(student)
+    distill(teacher, q, train.x, train.y, epochs=epochs, learning_rate=3e-4, training=True)
+    return q
+
+
+def shrink(board: Board, teacher, train: Dataset, val: Dataset, width: float | None, epochs: int = 10,
+           out_dir: Path | None = None, progress: Callable[[str, int | None, int | None], None] = lambda *a: None,
+           prune: float | None = None, unstructured: bool = False) -> ShrinkResult:
+    """One recipe: a width multiplier, or structured filter pruning (`prune`), or unstructured
+    magnitude pruning (`prune` with `unstructured`), then distillation and int8."""
+    if val is None or len(val) == 0:
+        raise TinygenError("Shrinking needs held-out data to measure accuracy on: pass --val (or labelled --data to split).")
+    teacher_top1 = top1(teacher.predict(val.x, batch_size=256, verbose=0))
+    progress("Measuring the original", None, None)
+    original, _ = evaluate(teacher, board, val, teacher_top1, train, 1.0, 0.0)
+    started = time.monotonic()
+    if prune is not None and unstructured:
+        progress(f"Magnitude pruning to {prune:.0%} (tensorflow-model-optimization)", None, None)
+        from ..model.tf import keras
+
+        student = keras().models.clone_model(teacher)
+        student.set_weights(teacher.get_weights())
+        student = magnitude_prune(teacher, student, train.x, prune, epochs=epochs)
+    else:
+        if prune is not None:
+            progress(f"Removing {prune:.0%} of the filters", None, None)
+            student = prune_filters(teacher, prune)
+        else:
+            progress(f"Rebuilding at width {width:g}", None, None)
+            student = scale_width(teacher, width)
+        distill(teacher, student, train.x, train.y, epochs=epochs,
+                progress=lambda e, n, loss: progress("Distilling", e, n))
+    seconds = time.monotonic() - started
+    progress("Quantizing and measuring", None, None)
+    chosen, tflite = evaluate(student, board, val, teacher_top1, train, width or 1.0, seconds)
+    if prune is not None:
+        chosen.sparsity = round(weight_sparsity(student), 4) if unstructured else prune
+        chosen.quantization = "ptq, " + ("unstructured" if unstructured else "structured")
+    result = ShrinkResult(board, original, chosen)
+    if out_dir is not None:
+        files = {"model.keras": keras_bytes(student), "model.tflite": tflite}
+        result.out_dir, result.files = out_dir, sorted(list(files) + ["shrink.json"])
+        files["shrink.json"] = json.dumps(result.to_json(), indent=2) + "\n"
+        write_tree(out_dir, files)
+    return result

@@ -321,7 +321,7 @@ def samples_to_send(path: Path, model: Path | None) -> list[bytes]:
 
     from ..errors import DataError
     from ..model.data import load_data
-    from ..model.evaluate import quantize_samples
+    from ..model.data import quantize_samples
     from ..model.graph import parse
 
     x = np.asarray(load_data(path).x)

@@ -84,3 +84,16 @@ def generated(input_shape: tuple[int, ...], count: int = 100, seed: int = 0) -> 
     rng = np.random.default_rng(seed)
     shape = (count,) + tuple(int(d) for d in input_shape[1:])
     return Dataset(rng.random(shape, dtype=np.float32), None, "generated uniform [0, 1) samples", True)
+
+
+def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    q = np.round(x / scale) + zero_point
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def quantize_samples(graph, x: np.ndarray) -> np.ndarray:
+    """Float samples to the model's int8 input, as TFLite quantizes them."""
+    if x.dtype == np.int8:
+        return x
+    tin = graph.tensors[graph.inputs[0]]
+    return quantize_input(x, tin.first_scale, tin.first_zero_point)

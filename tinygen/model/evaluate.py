@@ -18,19 +18,6 @@ class Accuracy:
     kind: str          # "labels" or "agreement with the float model"
 
 
-def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    q = np.round(x / scale) + zero_point
-    return np.clip(q, -128, 127).astype(np.int8)
-
-
-def quantize_samples(graph: Graph, x: np.ndarray) -> np.ndarray:
-    """Float samples to the model's int8 input, as TFLite quantizes them."""
-    if x.dtype == np.int8:
-        return x
-    tin = graph.tensors[graph.inputs[0]]
-    return quantize_input(x, tin.first_scale, tin.first_zero_point)
-
-
 def top1(outputs: np.ndarray) -> np.ndarray:
     return outputs.reshape(len(outputs), -1).argmax(axis=1)
 

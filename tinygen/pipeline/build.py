@@ -20,7 +20,8 @@ from ..files import write_tree
 from ..fit import FitReport, check_fit
 from ..model import data as data_mod, quantize
 from ..model.data import Dataset
-from ..model.evaluate import Accuracy, accuracy, quantize_samples, tflite_reference
+from ..model.data import quantize_samples
+from ..model.evaluate import Accuracy, accuracy, tflite_reference
 from ..model.examples import digits_model_path, digits_splits
 from ..model.graph import Graph, parse
 from ..model.source import ModelSource, detect, float_predict, input_shape, load_keras

@@ -132,7 +132,7 @@ def _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_r
 def sample_inputs(graph, data_path: Path | None, count: int) -> tuple[np.ndarray, str]:
     """int8 inputs: the first `count` samples of --data, or generated ones."""
     from ..model import data as data_mod
-    from ..model.evaluate import quantize_samples
+    from ..model.data import quantize_samples
 
     shape = graph.tensors[graph.inputs[0]].shape
     if data_path is not None:

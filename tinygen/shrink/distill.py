@@ -22,13 +22,13 @@ def distill(teacher, student, x: np.ndarray, y: np.ndarray | None = None, epochs
             training: bool = False, progress: Callable[[int, int, float], None] | None = None) -> list[float]:
     """Train `student` in place; returns the loss after each epoch. `training` runs the layers in
     training mode (QAT needs it: fake-quant ranges only move then)."""
-    from ._tf import tf
+    from ..model.tf import tf
 
     tf_ = tf()
     tf_.random.set_seed(seed)
     classifier = _is_classifier(teacher)
     soft_targets = teacher.predict(x, batch_size=256, verbose=0)
-    from ._tf import keras
+    from ..model.tf import keras
 
     opt = keras().optimizers.Adam(learning_rate)
     eps = 1e-7
@@ -79,7 +79,7 @@ def magnitude_prune(teacher, model, x: np.ndarray, sparsity: float, epochs: int 
 
     import tensorflow_model_optimization as tfmot
 
-    from ._tf import keras
+    from ..model.tf import keras
 
     k = keras()
     steps = max(1, math.ceil(len(x) / batch) * epochs)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import TinygenError
+from ..errors import TinygenError
 
 INPUT = "__input__"     # a Sequential model's input, which is not among its layers
 
@@ -198,7 +198,7 @@ def prune_filters(model, sparsity: float, min_keep: float = 0.125):
 
 
 def _rebuild(model, widths, keep, tensors, inbound):
-    from ._tf import keras
+    from ..model.tf import keras
 
     k = keras()
     cfg = model.get_config()

@@ -6,7 +6,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..model.evaluate import quantize_input
+from ..model.data import quantize_input
 from ..model.graph import Graph
 from .arena import Target, plan_arena
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..model.graph import Graph
-from .lower import ALIAS_OPS, KERNELS, MATCHES, AotError, Program, lower, quantize_multiplier  # noqa: F401
+from .lower import ALIAS_OPS, KERNEL_DIR, KERNELS, MATCHES, AotError, Program, lower, quantize_multiplier  # noqa: F401
 from .plan import MemoryPlan, check_plan, plan
 from .render import kernel_sources, render
 from .size import param_bytes

@@ -33,9 +33,13 @@ RuntimeOpt = typer.Option("tflm", "--runtime", help="tflm: TensorFlow Lite Micro
 
 
 def fail(e: BaseException, code: int = 1) -> None:
+    """The one way an error reaches the user: `error: <one sentence>` on stderr, and the exit code.
+    The sentence is printed as text: a path or op name with [brackets] is not rich markup."""
+    from rich.markup import escape
+
     if verbose():
         traceback.print_exception(e)
-    err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -32,11 +32,21 @@ def boards_list(ctx: typer.Context, as_json: bool = JsonOpt):
         print(json.dumps([{"id": b.id, "name": b.name, "mcu": b.mcu, "cpu": b.cpu, "clock_hz": b.clock_hz,
                            "flash_bytes": b.app_flash_bytes, "sram_bytes": b.sram_size} for b in bs], indent=2))
         return
-    t = Table(title="Bundled boards", title_justify="left")
-    for c in ("id", "MCU", "core", "clock", "app flash", "SRAM"):
-        t.add_column(c, justify="right" if c in ("clock", "app flash", "SRAM") else "left")
-    for b in bs:
-        t.add_row(b.id, b.mcu, b.cpu, f"{b.clock_hz / 1e6:g} MHz", f"{b.app_flash_bytes // 1024:,} KiB", f"{b.sram_size // 1024:,} KiB")
+    from rich import box
+
+    # The id is what a user types: never cut or wrapped; the MCU's name goes last and gives way.
+    rows = [(b.id, b.cpu.removeprefix("cortex-").upper().replace("PLUS", "+"), f"{b.clock_hz / 1e6:g} MHz",
+             f"{b.app_flash_bytes // 1024:,} KiB", f"{b.sram_size // 1024:,} KiB", b.mcu) for b in bs]
+    heads = ("id", "core", "clock", "app flash", "SRAM", "MCU")
+    t = Table(title="Bundled boards", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for i, h in enumerate(heads):
+        if h == "MCU":
+            t.add_column(h, no_wrap=True, overflow="ellipsis", min_width=8)
+        else:
+            t.add_column(h, no_wrap=True, justify="left" if i < 2 else "right", style="bold" if i == 0 else None,
+                         min_width=max(len(h), *(len(r[i]) for r in rows)))
+    for r in rows:
+        t.add_row(*r)
     out.print(t)
 
 

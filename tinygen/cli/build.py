@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import TinygenError
-from .common import JsonOpt, app, err, fail, kb, out
-from .common import BoardOpt, MatchOpt, RuntimeOpt, steps
+from .common import BoardOpt, JsonOpt, MatchOpt, RuntimeOpt, app, err, fail, kb, out, steps, warn
 
 
 @app.command()
@@ -47,7 +47,7 @@ def build(
     raw_output: bool = typer.Option(False, "--raw-output", help="Have the firmware print every output byte on each inference line, not only the top class and score."),
     vectors: int = typer.Option(10, "--vectors", min=1, help="How many test vectors to compile in (from --val, else --data)."),
     no_project: bool = typer.Option(False, "--no-project", help="Write the model and fit report only, no firmware project."),
-    compile_: bool = typer.Option(False, "--compile", help="Build the firmware with arm-none-eabi-gcc and report its real size (needs TFLM_ROOT)."),
+    compile_: bool = typer.Option(False, "--compile", help="Build the firmware with arm-none-eabi-gcc and report its real size (TFLM firmware needs TFLM_ROOT; --runtime aot needs nothing more)."),
     run_: bool = typer.Option(False, "--run", help="Boot the firmware in QEMU (mps2-an386) and show what it prints; implies --compile."),
     tflm_root: Optional[Path] = typer.Option(None, "--tflm-root", envvar="TFLM_ROOT", help="A tflite-micro checkout (default: $TFLM_ROOT)."),
     ambiq_root: Optional[Path] = typer.Option(None, "--ambiq-root", envvar="AMBIQ_ROOT", help="AmbiqSuite SDK with boards_sfe, for the SparkFun Edge (default: $AMBIQ_ROOT)."),
@@ -116,9 +116,14 @@ def _run_build(board_name, model, data, val, out_dir, as_json, opts, plot=None, 
     Returns the output folder."""
     from ..boards import load_board
     from ..pipeline.build import build, compile_and_run
+    from ..ports import find_port
+    from ..project.make import check_tools
 
     try:
         board = load_board(board_name)
+        port = find_port(board)
+        if compile_ and port is not None and opts.project:   # what make needs, before minutes of work
+            check_tools(port, tflm_root, (sdk_roots or {}).get(port.sdk_variable), needs_tflm=opts.runtime == "tflm")
         if not fit_only and out_dir is None:
             out_dir = Path("build") / board.id
         with steps(as_json) as progress:
@@ -141,11 +146,11 @@ def _run_build(board_name, model, data, val, out_dir, as_json, opts, plot=None, 
         print(json.dumps(result.to_json(), indent=2))
     else:
         for w in result.warnings:
-            err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+            warn(w)
         _render(result)
     if not report.fits:
-        err.print(f"[bold red]{Path(report.model_path).name} does not fit {report.board.id}:[/] {report.advice()}",
-                  highlight=False, soft_wrap=True)
+        err.print(f"[bold red]{escape(Path(report.model_path).name)} does not fit {report.board.id}:[/] "
+                  f"{escape(report.advice())}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     return out_dir
 
@@ -154,8 +159,9 @@ def _render(result) -> None:
     r = result.report
     g = r.graph
     kernels = "tinygen AOT runtime" if r.runtime == "aot" else f"TFLM, {r.kernels} kernels"
-    out.print(f"[bold]{Path(r.model_path).name}[/] on [bold]{r.board.name}[/] ({r.board.cpu}, {kernels})")
-    out.print(f"sha256 {g.sha256[:16]}…  {len(g.operators)} ops: {', '.join(g.ops)}  "
+    out.print(f"[bold]{escape(Path(r.model_path).name)}[/] on [bold]{escape(r.board.name)}[/] ({r.board.cpu}, {kernels})")
+    kinds = f"{len(g.ops)} kind" + ("s" if len(g.ops) != 1 else "")
+    out.print(f"sha256 {g.sha256[:16]}…  {len(g.operators)} operators of {kinds} ({', '.join(g.ops)}); "
               f"{g.params:,} parameters, {g.macs:,} MACs", highlight=False)
     layers = Table(title="Layers", title_justify="left")
     for c in ("#", "op", "output", "params", "MACs", "activations"):
@@ -166,11 +172,17 @@ def _render(result) -> None:
     t = Table(title=f"Fit on {r.board.id}", title_justify="left")
     for c in ("", "used", "budget", "headroom", "verdict"):
         t.add_column(c, justify="left" if c in ("", "verdict") else "right")
-    for name, b in (("flash", r.flash), ("SRAM", r.sram)):
+    rows = [("flash", r.flash), ("SRAM", r.sram)]
+    if r.test_vector_bytes:   # the model's own fit first; the vectors are a check that rides along
+        from ..fit import Budget
+
+        rows = [("flash, model", Budget(r.flash.total_bytes - r.test_vector_bytes, r.flash.budget_bytes)),
+                (f"flash + {r.test_vectors} test vectors", r.flash), ("SRAM", r.sram)]
+    for name, b in rows:
         verdict = "[green]fits[/]" if b.fits else f"[red]over by {-b.headroom_bytes:,} B[/]"
         t.add_row(name, kb(b.total_bytes), kb(b.budget_bytes), f"{b.headroom_bytes:+,} B", verdict)
     out.print(t)
-    vectors = f" + test vectors {r.test_vector_bytes:,}" if r.test_vector_bytes else ""
+    vectors = f" + {r.test_vectors} test vectors {r.test_vector_bytes:,}" if r.test_vector_bytes else ""
     if r.runtime == "aot":
         c = r.compiled
         out.print(f"  flash = weights {c.weight_bytes:,} + parameter blocks {c.param_bytes:,} + AOT kernels "
@@ -185,9 +197,9 @@ def _render(result) -> None:
                   f"+ margin {r.arena_reserved_bytes - r.arena_bytes:,} + stack {r.stack_bytes:,} + static {r.static_ram_bytes:,}",
                   highlight=False)
     if not r.plan.exact:
-        out.print(f"[yellow]The arena is not exact: tinygen does not model the allocations of {', '.join(r.plan.unmodelled_ops)}.[/]")
+        warn(f"The arena is not exact: tinygen does not model the allocations of {', '.join(r.plan.unmodelled_ops)}.")
     for n in r.runtime_note:
-        out.print(f"[yellow]{n}[/]")
+        warn(n)
     a = result.accuracy
     if a.samples:
         if a.kind == "labels":

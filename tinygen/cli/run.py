@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..errors import TinygenError
 from .common import JsonOpt, app, err, fail, kb, out
-from .common import MatchOpt, steps
+from .common import MatchOpt, steps, warn
 
 
 @app.command("run")
@@ -74,7 +74,7 @@ def run_cmd(
 
 def _render_run(r) -> None:
     for w in r.warnings:
-        err.print(f"[yellow]note:[/] {w}", highlight=False, soft_wrap=True)
+        warn(w)
     where = "this machine" if r.board == "host" else f"QEMU ({r.board})"
     verdict = "[green]all match[/]" if r.mismatches == 0 else f"[red]{r.mismatches} differ[/]"
     out.print(f"[bold]{r.runtime}[/] on {where}: {r.vectors} test vectors, {verdict} "

@@ -32,10 +32,13 @@ def shrink(
 ):
     """Make a model thinner for a board: width multiplier, distillation from the original, int8.
 
+    Without --width, --prune or --auto it searches (--auto): the most accurate thinner model that fits.
     Rebuilds the network with the channels of its Conv2D, DepthwiseConv2D and Dense layers
     scaled by --width (residual Adds stay consistent), keeps the filters with the largest L1
     norm, fine-tunes by knowledge distillation from the original (labels optional), quantizes
     to int8, and reports accuracy (float and int8, held-out) and flash and SRAM next to the original.
+
+    Exit status 0 when the result fits the board, 2 when it does not, 1 on bad input.
 
     Example: tinygen shrink --board raspberry-pi-pico --model model.h5 --data train.npz --val val.npz --width 0.5
     """
@@ -44,10 +47,12 @@ def shrink(
     from ..shrink.search import run_search
 
     try:
+        modes = sum(x is not None and x is not False for x in (width, prune, auto or None))
+        if modes > 1:
+            raise TinygenError("Give one of --width W, --prune S or --auto, e.g. tinygen shrink --board raspberry-pi-pico --auto.")
+        auto = auto or modes == 0      # no recipe named: search for one
         b = load_board(board)
         inputs = shrink_inputs(model, data, val)
-        if sum(x is not None and x is not False for x in (width, prune, auto or None)) != 1:
-            raise TinygenError("Give one of --width W, --prune S or --auto, e.g. tinygen shrink --board raspberry-pi-pico --auto.")
         out_dir = out_dir or Path("build") / f"{b.id}-shrunk"
         with steps(as_json) as progress:
             if auto:
@@ -63,6 +68,8 @@ def shrink(
         return
     if as_json:
         print(json.dumps(result.to_json(), indent=2))
+        if not result.chosen.fits:
+            raise typer.Exit(2)
         return
     t = Table(title=f"Shrinking for {b.id}", title_justify="left")
     for c in ("width", "sparsity", "params", "MMACs", "float", "int8", "flash", "SRAM", "fits", "train s"):

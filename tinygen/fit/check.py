@@ -56,6 +56,16 @@ class FitReport:
     runtime_note: list[str] = field(default_factory=list)
     runtime: str = "tflm"
     compiled: Compiled | None = None     # with runtime "aot": the model compiled ahead of time
+    test_vectors: int = 0                # how many test vectors test_vector_bytes counts
+
+    def with_test_vectors(self, count: int) -> FitReport:
+        """The same report with `count` compiled-in test vectors instead."""
+        from dataclasses import replace
+
+        per = self.test_vector_bytes // self.test_vectors if self.test_vectors else 0
+        vector_bytes = count * per
+        flash = Budget(self.flash.total_bytes - self.test_vector_bytes + vector_bytes, self.flash.budget_bytes)
+        return replace(self, test_vectors=count, test_vector_bytes=vector_bytes, flash=flash)
 
     @property
     def aot(self) -> dict | None:
@@ -81,7 +91,8 @@ class FitReport:
         if not self.flash.fits:
             tips.append(f"flash is over by {-self.flash.headroom_bytes:,} bytes")
             if self.test_vector_bytes:
-                tips.append(f"the compiled-in test vectors take {self.test_vector_bytes:,} of them (fewer with --vectors)")
+                tips.append(f"the {self.test_vectors} compiled-in test vectors take {self.test_vector_bytes:,} of them "
+                            "(fewer with --vectors, or none with --input serial)")
         if not self.sram.fits:
             tips.append(f"SRAM is over by {-self.sram.headroom_bytes:,} bytes")
         largest = max(self.graph.layers, key=lambda l: l.activation_bytes, default=None)
@@ -127,6 +138,8 @@ class FitReport:
                 "runtime_measured_for": self.runtime_core,
                 "app_bytes": self.app_bytes,
                 "test_vector_bytes": self.test_vector_bytes,
+                "test_vectors": self.test_vectors,
+                "total_without_test_vectors_bytes": self.flash.total_bytes - self.test_vector_bytes,
                 "total_bytes": self.flash.total_bytes,
                 "budget_bytes": self.flash.budget_bytes,
                 "headroom_bytes": self.flash.headroom_bytes,
@@ -176,7 +189,7 @@ def check_fit(graph: Graph, board: Board, model_path: str = "", test_vectors: in
         sram=Budget(sram_total, board.sram_size),
         flash=Budget(flash_total, board.app_flash_bytes),
         model_bytes=graph.model_bytes, runtime_bytes=runtime, app_bytes=app,
-        test_vector_bytes=vector_bytes,
+        test_vector_bytes=vector_bytes, test_vectors=test_vectors,
         stack_bytes=board.stack_bytes, static_ram_bytes=static_ram, runtime_core=measured_core,
         runtime_note=notes,
     )
@@ -210,7 +223,7 @@ def _check_fit_aot(graph: Graph, board: Board, model_path: str, test_vectors: in
         sram=Budget(sram_total, board.sram_size), flash=Budget(flash_total, board.app_flash_bytes),
         model_bytes=weights + params, runtime_bytes=code, app_bytes=app, test_vector_bytes=vector_bytes,
         stack_bytes=board.stack_bytes, static_ram_bytes=static_ram, runtime_core=core, runtime_note=notes,
-        runtime="aot", compiled=compiled,
+        runtime="aot", compiled=compiled, test_vectors=test_vectors,
     )
 
 

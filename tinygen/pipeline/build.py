@@ -182,10 +182,32 @@ def check(board: Board, q: Quantized, model_path: str, opts: BuildOptions, write
     vectors_in_flash = port is not None and opts.input_source == "test-vectors" and opts.harness == "tinygen"
     camera_flash, camera_sram = (port.camera_cost() if port is not None and opts.input_source == "camera"
                                  and opts.harness == "tinygen" else (0, 0))
-    n_vectors = min(opts.vector_count, len(q.samples))
-    return check_fit(q.graph, board, model_path, n_vectors if vectors_in_flash else 0, camera_sram, camera_flash,
-                     runtime=opts.runtime, model_bytes=q.model_bytes, match=opts.match,
-                     model_name=Path(model_path).name)
+    n_vectors = min(opts.vector_count, len(q.samples)) if vectors_in_flash else 0
+    report = check_fit(q.graph, board, model_path, n_vectors, camera_sram, camera_flash,
+                       runtime=opts.runtime, model_bytes=q.model_bytes, match=opts.match,
+                       model_name=Path(model_path).name)
+    return fit_test_vectors(report)
+
+
+def fit_test_vectors(report: FitReport) -> FitReport:
+    """Test vectors are a check, not the product: where all of them would push the firmware over
+    the board's flash but the model fits, as many as fit are compiled in (see vectors_note)."""
+    n = report.test_vectors
+    if not n or report.flash.fits:
+        return report
+    per = report.test_vector_bytes // n
+    room = report.flash.headroom_bytes + report.test_vector_bytes    # headroom without any vectors
+    k = min(n, room // per) if per and room > 0 else 0
+    return report.with_test_vectors(k) if k else report
+
+
+def vectors_note(report: FitReport, asked: int) -> str | None:
+    """What to tell the user when fewer test vectors went in than were asked for."""
+    if report.test_vectors and report.test_vectors < asked:
+        per = report.test_vector_bytes // report.test_vectors
+        return (f"Only {report.test_vectors} of the {asked} test vectors fit in flash ({per:,} bytes each): the "
+                f"firmware checks {report.test_vectors}. Pass --vectors to choose, or --input serial to send inputs.")
+    return None
 
 
 # --- stage 4: the outputs, one writer per kind ---------------------------------------------
@@ -214,7 +236,7 @@ def tflm_project_files(report: FitReport, q: Quantized, model_name: str, opts: B
     vectors = None
     if opts.input_source == "test-vectors" and opts.harness == "tinygen":
         progress("Test vectors (TFLite Micro)", None, None)
-        vectors = test_vectors(q, min(opts.vector_count, len(q.samples)))
+        vectors = test_vectors(q, report.test_vectors)
     return render_project(report, model_name, opts.input_source, vectors,
                           q.samples.source if vectors is not None else "", harness=opts.harness,
                           raw_output=opts.raw_output)
@@ -226,7 +248,7 @@ def aot_project_files(report: FitReport, q: Quantized, model_name: str, opts: Bu
     reference = "TFLite" if opts.match == "tflite" else "TFLite Micro"
     if opts.input_source == "test-vectors":
         progress(f"Test vectors ({reference})", None, None)
-        vectors = test_vectors(q, min(opts.vector_count, len(q.samples)), opts.match)
+        vectors = test_vectors(q, report.test_vectors, opts.match)
     return render_aot_project(report, model_name, opts.input_source, vectors,
                               q.samples.source if vectors is not None else "", raw_output=opts.raw_output,
                               harness=opts.harness, reference=reference)
@@ -279,6 +301,9 @@ def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir
     model_name = inputs.source.name
     report = check(board, q, str(model_path or inputs.source.path), opts, writes_project=out_dir is not None)
     result = BuildResult(report, q.model_bytes, q.accuracy, inputs.calibration.source, inputs.warnings)
+    note = vectors_note(report, min(opts.vector_count, len(q.samples)))
+    if note:
+        result.warnings.append(note)
     if out_dir is not None:
         write_outputs(result, q, model_name, out_dir, opts, progress)
     return result

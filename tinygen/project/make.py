@@ -21,11 +21,10 @@ class ImageSize:
     bss: int
 
 
-def compile_project(project: Path, port: Port, tflm_root: Path | None = None, sdk_root: Path | None = None,
-                    needs_tflm: bool = True, jobs: int | None = None,
-                    make_args: list[str] | None = None) -> ImageSize:
-    """`make` in the project folder, with TFLM_ROOT (TFLM firmware) and the port's SDK variable.
-    The log goes to build/make.log."""
+def check_tools(port: Port, tflm_root: Path | None = None, sdk_root: Path | None = None,
+                needs_tflm: bool = True) -> None:
+    """Everything `make` will need, checked before any work: the cross compiler, make, the TFLM
+    checkout (TFLM firmware) and the port's SDK. A FirmwareError names what is missing."""
     if shutil.which("arm-none-eabi-gcc") is None:
         raise FirmwareError("arm-none-eabi-gcc is not installed; on Debian/Ubuntu: apt-get install "
                             "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib.")
@@ -33,18 +32,26 @@ def compile_project(project: Path, port: Port, tflm_root: Path | None = None, sd
         raise FirmwareError("make is not installed; on Debian/Ubuntu: apt-get install make.")
     if needs_tflm and tflm_root is None:
         raise FirmwareError("--compile needs TensorFlow Lite Micro's sources: set TFLM_ROOT (or pass --tflm-root) "
-                            "to a tflite-micro checkout (git clone https://github.com/tensorflow/tflite-micro).")
+                            "to a tflite-micro checkout (git clone https://github.com/tensorflow/tflite-micro), "
+                            "or build with --runtime aot, which needs none.")
     if needs_tflm and not (tflm_root / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").exists():
         raise FirmwareError(f"{tflm_root} is not a tflite-micro checkout (no tensorflow/lite/micro/micro_interpreter.h).")
-    args = (["make", f"-j{jobs or os.cpu_count() or 1}"] + ([f"TFLM_ROOT={tflm_root}"] if needs_tflm else [])
-            + list(make_args or []))
     sdk = port.sdk
     if sdk:
         if sdk_root is None:
             raise FirmwareError(f"This board's firmware needs {sdk['name']}: set {sdk['variable']} to it.")
         if not (sdk_root / sdk["check"]).exists():
             raise FirmwareError(f"{sdk_root} does not look like {sdk['name']} (no {sdk['check']}).")
-        args.append(f"{sdk['variable']}={sdk_root}")
+
+
+def compile_project(project: Path, port: Port, tflm_root: Path | None = None, sdk_root: Path | None = None,
+                    needs_tflm: bool = True, jobs: int | None = None,
+                    make_args: list[str] | None = None) -> ImageSize:
+    """`make` in the project folder, with TFLM_ROOT (TFLM firmware) and the port's SDK variable.
+    The log goes to build/make.log."""
+    check_tools(port, tflm_root, sdk_root, needs_tflm)
+    args = (["make", f"-j{jobs or os.cpu_count() or 1}"] + ([f"TFLM_ROOT={tflm_root}"] if needs_tflm else [])
+            + list(make_args or []) + ([f"{port.sdk_variable}={sdk_root}"] if port.sdk else []))
     (project / "build").mkdir(exist_ok=True)
     log = project / "build" / "make.log"
     # TFLM's Makefile runs python3 scripts needing numpy and Pillow: tinygen's own interpreter has both.

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from ..boards import Board
-from ..errors import TinygenError
+from ..errors import FitError, TinygenError
 from ..files import write_tree
 from ..fit import check_fit
 from ..model.data import Dataset
@@ -182,7 +182,7 @@ def run_search(board: Board, teacher, model_path: Path, train: Dataset, val: Dat
         limit = _floor(result.candidates[0], max_drop, floor)
         if not fitting:
             smallest = min(result.candidates, key=lambda c: c.flash_bytes)
-            raise TinygenError(f"No candidate fits {board.id}: the thinnest tried (width {smallest.width:g}) needs "
+            raise FitError(f"No candidate fits {board.id}: the thinnest tried (width {smallest.width:g}) needs "
                                f"{smallest.flash_bytes:,} B of flash and {smallest.sram_bytes:,} B of SRAM.")
         best = max(fitting, key=lambda c: c.accuracy_int8)
         raise TinygenError(f"No candidate that fits meets the accuracy floor of {limit:.2%}: the best, width "

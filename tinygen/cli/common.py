@@ -75,14 +75,20 @@ def steps(quiet: bool):
     has a spinner (and a bar and a count when it has a total); a finished step gets a tick and its time."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    class _Count(TextColumn):
-        def render(self, task):
-            return super().render(task) if task.total else ""
+    class _IfCounted:   # a bar, a share and a count only for a step that counts something
+        def __init__(self, column):
+            self.column = column
+
+        def __getattr__(self, name):
+            return getattr(self.column, name)
+
+        def __call__(self, task):
+            return self.column(task) if task.fields.get("counted") else ""
 
     spinner = SpinnerColumn(finished_text="[green]✓[/]")
-    with Progress(spinner, TextColumn("{task.description}"), BarColumn(bar_width=24), TaskProgressColumn(),
-                  _Count("{task.completed:.0f}/{task.total:.0f}"), TimeElapsedColumn(),
-                  console=err, transient=True, disable=quiet) as bar:
+    with Progress(spinner, TextColumn("{task.description}"), _IfCounted(BarColumn(bar_width=24)),
+                  _IfCounted(TaskProgressColumn()), _IfCounted(TextColumn("{task.completed:.0f}/{task.total:.0f}")),
+                  TimeElapsedColumn(), console=err, transient=True, disable=quiet) as bar:
         tasks: dict[str, int] = {}
         current: list[int] = []
 
@@ -92,9 +98,9 @@ def steps(quiet: bool):
                     t = bar.tasks[current[0]]
                     bar.update(current[0], total=t.total or 1, completed=t.total or 1)
                     bar.stop_task(current[0])
-                tasks[step] = bar.add_task(step, total=total)
+                tasks[step] = bar.add_task(step, total=total, counted=total is not None)
                 current[:] = [tasks[step]]
-            bar.update(tasks[step], completed=done or 0, total=total)
+            bar.update(tasks[step], completed=done or 0, total=total, counted=total is not None)
 
         yield progress
 

@@ -86,7 +86,7 @@ def test_write_outputs(digits, tmp_path, board, runtime, expect):
     report = check(load_board(board), q, "model.h5", opts, writes_project=True)
     result = write_outputs(BuildResult(report, q.model_bytes, q.accuracy, "test"), q, "model.h5", tmp_path / "o", opts)
     written = {str(p.relative_to(tmp_path / "o")) for p in (tmp_path / "o").rglob("*") if p.is_file()}
-    assert written == set(result.files) and expect <= written and {"model.tflite", "fit.json"} <= written
+    assert written == set(result.files) | {".tinygen-manifest.json"} and expect <= written and {"model.tflite", "fit.json"} <= written
     assert result.project == (board == "mps2-an386")
     assert json.loads((tmp_path / "o" / "fit.json").read_text())["runtime"] == runtime
     if board == "nucleo-l4r5zi":

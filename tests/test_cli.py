@@ -56,7 +56,7 @@ def test_default_build_end_to_end(tmp_path):
     assert report["model"]["sha256"] and report["model"]["ops"]
     assert report["accuracy"]["measured_by"] == "labels"
     assert report["accuracy"]["int8"] > 0.9 and report["accuracy"]["float"] > 0.9
-    assert sorted(p.name for p in out.iterdir()) == ["CMakeLists.txt", "Makefile", "README.md", "fit.json", "model.tflite", "port", "src"]
+    assert sorted(p.name for p in out.iterdir()) == [".tinygen-manifest.json", "CMakeLists.txt", "Makefile", "README.md", "fit.json", "model.tflite", "port", "src"]
     assert json.loads((out / "fit.json").read_text())["sram"] == report["sram"]
     src = (out / "src" / "model_data.cc").read_text()
     assert "alignas(16) const unsigned char g_model[]" in src
@@ -140,14 +140,20 @@ def test_fit_writes_a_layer_memory_png(shared_models, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_bundled_example_is_shrunk_to_fit_the_microbit(tmp_path):
-    """The digits CNN misses the micro:bit's 16 KB of SRAM; --shrink auto finds a thinner one that fits."""
-    r = run("build", "--board", "bbc-microbit", cwd=tmp_path)
+def test_the_bundled_example_is_shrunk_to_fit_a_small_part(tmp_path):
+    """The digits CNN with TFLM misses a micro:bit-like part with 10 KB of SRAM (a user's own board
+    file); --shrink auto finds a thinner one that fits."""
+    text = (Path(__file__).parents[1] / "boards" / "bbc-microbit.toml").read_text()
+    text = text.replace('id = "bbc-microbit"', 'id = "small-m0"').replace("size = 16_384", "size = 10_240", 1)
+    assert "size = 10_240" in text
+    (tmp_path / "small-m0.toml").write_text(text)
+    board = str(tmp_path / "small-m0.toml")
+    r = run("build", "--board", board, cwd=tmp_path)
     assert r.returncode == 2 and "SRAM is over by" in r.stderr and "--shrink auto" in r.stderr
-    r = run("build", "--board", "bbc-microbit", "--shrink", "auto", "--json", cwd=tmp_path)
+    r = run("build", "--board", board, "--shrink", "auto", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["fits"] and report["accuracy"]["int8"] > 0.9
-    search = json.loads((tmp_path / "build" / "bbc-microbit-shrunk" / "search.json").read_text())
+    search = json.loads((tmp_path / "build" / "small-m0-shrunk" / "search.json").read_text())
     assert not search["candidates"][0]["fits"]
     assert search["chosen"]["width"] < 1.0 or search["chosen"]["sparsity"] > 0

@@ -79,7 +79,7 @@ def test_auto_search_finds_a_model_that_fits_and_resumes(tmp_path):
     assert s["candidates"][0]["width"] == 1.0 and not s["candidates"][0]["fits"]
     assert s["chosen"]["fits"] and (s["chosen"]["width"] < 1.0 or s["chosen"]["sparsity"] > 0)
     assert any(c["pareto"] for c in s["candidates"])
-    assert {p.name for p in (tmp_path / "s").iterdir()} == {"model.keras", "model.tflite", "search.json", "search.png"}
+    assert {p.name for p in (tmp_path / "s").iterdir()} == {".tinygen-manifest.json", "model.keras", "model.tflite", "search.json", "search.png"}
     t = time.monotonic()
     again = subprocess.run(args, capture_output=True, text=True, timeout=900)
     assert json.loads(again.stdout)["chosen"] == s["chosen"]          # resumed from the cache

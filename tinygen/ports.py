@@ -35,6 +35,8 @@ class Port:
     sdk: dict | None = field(default=None, hash=False, compare=False)     # variable, name, check, includes, sources, libs
     run: tuple[str, ...] | None = None                                    # the emulator command, where there is one
     camera: dict | None = field(default=None, hash=False, compare=False)  # --input camera: driver, sources, frame size, cost
+    tick_source: str | None = None                                        # what the firmware's cycle count counts (SysTick, TIMER0)
+    tick_hz: int | None = None                                            # and at what rate
 
     @property
     def sdk_variable(self) -> str | None:
@@ -72,9 +74,15 @@ def _load(family: str) -> Port | None:
     data = tomllib.loads(manifest.read_text())
     sdk = data.get("sdk") or None
     run = data.get("run")
+    tick_hz = data.get("tick_hz")
+    # An emulated run converts the firmware's ticks to instructions, so it needs their rate.
+    if run and not (isinstance(tick_hz, int) and tick_hz > 0 and data.get("tick_source")):
+        raise PortError(f"{manifest} names an emulator (run) but not the rate of the ticks its firmware counts: "
+                        "give tick_source and tick_hz (a positive integer).")
     return Port(family, directory, tuple(data["sources"]), data["linker_script"], tuple(data.get("defines", [])),
                 int(data.get("app_flash_bytes", DEFAULT_APP_FLASH_BYTES)),
-                sdk if sdk and sdk.get("variable") else None, tuple(run) if run else None, data.get("camera"))
+                sdk if sdk and sdk.get("variable") else None, tuple(run) if run else None, data.get("camera"),
+                data.get("tick_source"), tick_hz)
 
 
 def find_port(board: Board) -> Port | None:

@@ -42,6 +42,7 @@ def build(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Calibration samples: .npz with 'x' (and labels 'y'), or .npy. Without it, generated samples are used and accuracy is unknown."),
     val: Optional[Path] = typer.Option(None, "--val", help="Held-out samples with labels, for the accuracy report. Default: --data."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder. Default: build/<board>/."),
+    force: bool = typer.Option(False, "--force", help="Write into an --out that holds files tinygen did not write, beside them; yours are still never overwritten or removed."),
     input_source: str = typer.Option("test-vectors", "--input", help="Where the firmware's inputs come from: test-vectors (compiled in, checked against the host interpreter) or serial (sent by the host)."),
     harness: str = typer.Option("tinygen", "--harness", help="tinygen: print a TG1 line per inference (for `tinygen monitor`); mlperf: answer the MLPerf Tiny / EnergyRunner DUT protocol instead."),
     raw_output: bool = typer.Option(False, "--raw-output", help="Have the firmware print every output byte on each inference line, not only the top class and score."),
@@ -82,7 +83,7 @@ def build(
         model, calibration, validation = _shrink_first(board, model, data, val, max_drop, as_json)
         data = val = None
     opts = BuildOptions(input_source=input_source, vector_count=vectors, project=not no_project, harness=harness,
-                        raw_output=raw_output, runtime=runtime, match=match)
+                        raw_output=raw_output, runtime=runtime, match=match, force=force)
     out_dir = _run_build(board, model, data, val, out_dir, as_json, opts, plot=plot,
                          compile_=compile_ or run_ or flash_, run=run_, tflm_root=tflm_root,
                          sdk_roots={"AMBIQ_ROOT": ambiq_root}, calibration=calibration, validation=validation)
@@ -134,7 +135,7 @@ def _run_build(board_name, model, data, val, out_dir, as_json, opts, plot=None, 
     except TinygenError as e:
         fail(e)
     except KeyboardInterrupt:
-        err.print("interrupted; nothing was written.")
+        err.print("interrupted; no output file was left half-written.")
         raise typer.Exit(130)
     report = result.report
     if plot is not None:

@@ -23,6 +23,7 @@ def run_cmd(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Samples (.npz with x, or .npy) for calibration and test vectors. Without it, they are generated."),
     vectors: int = typer.Option(10, "--vectors", min=1, help="How many test vectors to run."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Keep the firmware project here (default: a temporary folder, removed)."),
+    force: bool = typer.Option(False, "--force", help="Write into an --out that holds files tinygen did not write, beside them; yours are still never overwritten or removed."),
     tflm_root: Optional[Path] = typer.Option(None, "--tflm-root", envvar="TFLM_ROOT", help="With --runtime tflm: a tflite-micro checkout."),
     timeout: float = typer.Option(900.0, "--timeout", help="Seconds the firmware may run in QEMU."),
     layers: bool = typer.Option(False, "--layers", help="Also time each layer (AOT in QEMU): a table, and `layers` in the JSON."),
@@ -53,7 +54,7 @@ def run_cmd(
     try:
         with steps(as_json) as progress:
             report = run(board, model, data, runtime, vectors, out_dir, tflm_root, progress, timeout,
-                         layers=layers or plot is not None, match=match)
+                         layers=layers or plot is not None, match=match, force=force)
     except TinygenError as e:
         fail(e)
     except KeyboardInterrupt:

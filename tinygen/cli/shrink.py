@@ -28,6 +28,7 @@ def shrink(
     floor: Optional[float] = typer.Option(None, "--accuracy-floor", help="With --auto: the lowest int8 accuracy accepted (0-1)."),
     epochs: int = typer.Option(10, "--epochs", min=1, help="Distillation epochs."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where model.keras, model.tflite (int8) and shrink.json go. Default: build/<board>-shrunk/."),
+    force: bool = typer.Option(False, "--force", help="Write into an --out that holds files tinygen did not write, beside them; yours are still never overwritten or removed."),
     as_json: bool = JsonOpt,
 ):
     """Make a model thinner for a board: width multiplier, distillation from the original, int8.
@@ -57,10 +58,10 @@ def shrink(
         with steps(as_json) as progress:
             if auto:
                 result = run_search(b, inputs.teacher, inputs.source.path, inputs.train, inputs.val, max_drop, floor,
-                                    epochs, out_dir, progress)
+                                    epochs, out_dir, progress, force=force)
             else:
                 result = run_shrink(b, inputs.teacher, inputs.train, inputs.val, width, epochs, out_dir, progress,
-                                    prune=prune, unstructured=unstructured)
+                                    prune=prune, unstructured=unstructured, force=force)
     except TinygenError as e:
         fail(e)
     if auto:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..boards import Board
 from ..errors import FirmwareError, TinygenError
-from ..files import write_tree
+from ..files import add_to_tree, check_out_dir, write_tree
 from ..fit import FitReport, check_fit
 from ..model import data as data_mod, quantize
 from ..model.data import Dataset
@@ -48,6 +48,7 @@ class BuildOptions:
     runtime: str = "tflm"
     match: str = "tflm"
     eval_limit: int = 1000
+    force: bool = False          # write into an --out that holds the user's files, beside them
 
 
 @dataclass
@@ -280,7 +281,9 @@ def write_outputs(result: BuildResult, q: Quantized, model_name: str, out_dir: P
     result.out_dir = out_dir
     result.files = sorted(list(files) + ["fit.json"])
     files["fit.json"] = json.dumps(result.to_json(), indent=2) + "\n"
-    write_tree(out_dir, files)
+    # build/ is where the project's Makefile puts objects and image: tinygen's (emptied on the next
+    # write, so no stale firmware outlives its model) whether tinygen or the user ran make.
+    write_tree(out_dir, files, force=opts.force, trees=("build",) if "Makefile" in files else ())
     return result
 
 
@@ -294,6 +297,8 @@ def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir
     opts = opts or BuildOptions()
     if opts.match != "tflm" and opts.runtime != "aot":
         raise TinygenError("--match picks the arithmetic of tinygen's AOT C; it needs --runtime aot.")
+    if out_dir is not None:
+        check_out_dir(out_dir, opts.force)    # a folder of the user's is refused before any work, not after
     progress("Reading the model", None, None)
     inputs = resolve_inputs(model_path, data_path, val_path, calibration, validation)
     q = quantize_and_score(inputs, opts.eval_limit, progress)
@@ -325,15 +330,13 @@ def compile_and_run(result: BuildResult, tflm_root: Path | None, sdk_roots: dict
             "(see the project's README.md), or use --board mps2-an386.")
     aot = result.report.runtime == "aot"
     progress("Compiling the firmware" + ("" if aot else " (TFLM's first build takes minutes)"), None, None)
+    add_to_tree(result.out_dir, trees=("build",))   # refuses a build/ that is not tinygen's
     result.size = compile_project(result.out_dir, port, None if aot else tflm_root,
                                   sdk_roots.get(port.sdk_variable) if port.sdk_variable else None, needs_tflm=not aot)
     if run:
         progress("Running in QEMU", None, None)
         result.run = qemu.run(result.out_dir / "build" / "firmware.elf", port.qemu_machine)
-    fit_json = result.out_dir / "fit.json"
-    tmp = fit_json.with_name(".fit.json.tmp")
-    tmp.write_text(json.dumps(result.to_json(), indent=2) + "\n")
-    tmp.replace(fit_json)
+    add_to_tree(result.out_dir, {"fit.json": json.dumps(result.to_json(), indent=2) + "\n"})
     return result
 
 

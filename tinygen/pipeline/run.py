@@ -16,8 +16,9 @@ from .build import BuildOptions, build
 
 Progress = Callable[[str, int | None, int | None], None]
 HOST = "host"
-# mps2-an386's SysTick counts at 25 MHz; under -icount shift=0 a tick is 40 ns, so 40 instructions.
-QEMU_INSTRUCTIONS_PER_TICK = 40
+# Under -icount shift=0 QEMU advances its clock 1 ns per instruction, so a tick of a counter at
+# tick_hz (the port's) is 1e9 / tick_hz instructions: 40 for mps2's 25 MHz SysTick.
+QEMU_INSTRUCTIONS_PER_SECOND = 1_000_000_000
 
 
 @dataclass
@@ -38,6 +39,7 @@ class RunReport:
     other_mismatches: int | None = None      # host: against the interpreter not matched
     warnings: list[str] = field(default_factory=list)
     layers: list[dict] = field(default_factory=list)   # with --layers: op index, op, ticks, for the first input
+    tick_hz: int | None = None               # QEMU: the rate of the port's counter
 
     @property
     def ticks_per_inference(self) -> int | None:
@@ -45,9 +47,9 @@ class RunReport:
 
     @property
     def instructions_per_inference(self) -> int | None:
-        if self.board == HOST or not self.ticks:
+        if self.board == HOST or not self.ticks or not self.tick_hz:
             return None
-        return self.ticks_per_inference * QEMU_INSTRUCTIONS_PER_TICK
+        return round(self.ticks_per_inference * QEMU_INSTRUCTIONS_PER_SECOND / self.tick_hz)
 
     def to_json(self) -> dict:
         return {
@@ -69,7 +71,8 @@ def _noop(step: str, done: int | None = None, total: int | None = None) -> None:
 
 def run(board_id: str, model_path: Path | None, data_path: Path | None = None, runtime: str = "aot",
         vectors: int = 10, out_dir: Path | None = None, tflm_root: Path | None = None,
-        progress: Progress = _noop, timeout: float = 900.0, layers: bool = False, match: str = "tflm") -> RunReport:
+        progress: Progress = _noop, timeout: float = 900.0, layers: bool = False, match: str = "tflm",
+        force: bool = False) -> RunReport:
     if runtime not in ("aot", "tflm"):
         raise TinygenError(f"--runtime must be aot or tflm, not '{runtime}'.")
     if board_id == HOST:
@@ -85,11 +88,11 @@ def run(board_id: str, model_path: Path | None, data_path: Path | None = None, r
     if match != "tflm" and runtime != "aot":
         raise TinygenError("--match picks the arithmetic of tinygen's AOT C; TFLM firmware is TFLM's.")
     return _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_root, progress, timeout, layers,
-                     match)
+                     match, force)
 
 
 def _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_root, progress, timeout,
-              layers=False, match="tflm") -> RunReport:
+              layers=False, match="tflm", force=False) -> RunReport:
     from ..boards import load_board
     from ..device import qemu
     from ..ports import port_for
@@ -104,7 +107,7 @@ def _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_r
     out_dir = Path(out_dir) if keep else Path(tempfile.mkdtemp(prefix="tinygen-run-"))
     try:
         result = build(board, model_path, data_path, out_dir, progress=progress,
-                       opts=BuildOptions(vector_count=vectors, runtime=runtime, match=match))
+                       opts=BuildOptions(vector_count=vectors, runtime=runtime, match=match, force=force))
         if not result.report.fits:
             raise TinygenError(f"The model does not fit {board.id}: {result.report.advice()}")
         progress("Compiling the firmware" + ("" if runtime == "aot" else " (TFLM's first build takes minutes)"), None, None)
@@ -120,8 +123,8 @@ def _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_r
     return RunReport(
         board=board.id, runtime=runtime, vectors=rr.vectors, mismatches=rr.mismatches,
         arena_bytes=rr.arena_used_bytes or 0, flash_bytes=size.text + size.data, ticks=rr.cycles,
-        tick_unit=f"SysTick at {board.clock_hz:,} Hz under QEMU -icount shift=0 (1 ns per instruction): "
-                  "deterministic, not a real chip's cycles",
+        tick_unit=f"{port.tick_source} at {port.tick_hz:,} Hz under QEMU -icount shift=0 (1 ns per instruction): "
+                  "deterministic, not a real chip's cycles", tick_hz=port.tick_hz,
         reference="tflite" if match == "tflite" else "tflite-micro", stack_used_bytes=rr.stack_used_bytes, sram_bytes=size.data + size.bss,
         estimate={"flash_bytes": r.flash.total_bytes, "arena_bytes": r.arena_bytes, "sram_bytes": r.sram.total_bytes},
         out_dir=out_dir if keep else None, warnings=result.warnings,

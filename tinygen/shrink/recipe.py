@@ -14,7 +14,7 @@ import numpy as np
 
 from ..boards import Board
 from ..errors import TinygenError
-from ..files import write_tree
+from ..files import check_out_dir, write_tree
 from ..fit import check_fit
 from ..model import quantize as quantize_mod
 from ..model.data import Dataset, conform, load_data
@@ -25,6 +25,9 @@ from ..model.source import ModelSource, detect, input_shape, load_keras
 from ..tflm.interpreter import int8_predict
 from .distill import distill, magnitude_prune, weight_sparsity
 from .width import prune_filters, scale_width
+
+
+SHRINK_FILES = ("model.keras", "model.tflite", "shrink.json")
 
 
 @dataclass
@@ -133,9 +136,12 @@ def qat(teacher, student, train: Dataset, epochs: int = 3):
 
 def shrink(board: Board, teacher, train: Dataset, val: Dataset, width: float | None, epochs: int = 10,
            out_dir: Path | None = None, progress: Callable[[str, int | None, int | None], None] = lambda *a: None,
-           prune: float | None = None, unstructured: bool = False) -> ShrinkResult:
+           prune: float | None = None, unstructured: bool = False, force: bool = False) -> ShrinkResult:
     """One recipe: a width multiplier, or structured filter pruning (`prune`), or unstructured
-    magnitude pruning (`prune` with `unstructured`), then distillation and int8."""
+    magnitude pruning (`prune` with `unstructured`), then distillation and int8. With out_dir, its
+    files go there (files.write_tree; `force` writes them beside a user's own)."""
+    if out_dir is not None:   # refuse before minutes of training, not after
+        check_out_dir(out_dir, force, SHRINK_FILES)
     if val is None or len(val) == 0:
         raise TinygenError("Shrinking needs held-out data to measure accuracy on: pass --val (or labelled --data to split).")
     teacher_top1 = top1(teacher.predict(val.x, batch_size=256, verbose=0))
@@ -169,5 +175,5 @@ def shrink(board: Board, teacher, train: Dataset, val: Dataset, width: float | N
         files = {"model.keras": keras_bytes(student), "model.tflite": tflite}
         result.out_dir, result.files = out_dir, sorted(list(files) + ["shrink.json"])
         files["shrink.json"] = json.dumps(result.to_json(), indent=2) + "\n"
-        write_tree(out_dir, files)
+        write_tree(out_dir, files, force=force)
     return result

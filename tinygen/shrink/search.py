@@ -13,7 +13,7 @@ import numpy as np
 
 from ..boards import Board
 from ..errors import FitError, TinygenError
-from ..files import write_tree
+from ..files import check_out_dir, write_tree
 from ..fit import check_fit
 from ..model.data import Dataset
 from ..model.evaluate import top1
@@ -21,6 +21,9 @@ from ..model.graph import parse
 from .distill import distill
 from .recipe import Candidate, evaluate, keras_bytes, qat
 from .width import prune_filters, scale_width
+
+
+SEARCH_FILES = ("model.keras", "model.tflite", "search.json", "search.png")
 
 
 @dataclass
@@ -168,13 +171,17 @@ def search_png(result: SearchResult, path: Path) -> None:
 
 def run_search(board: Board, teacher, model_path: Path, train: Dataset, val: Dataset, max_drop: float | None,
                floor: float | None, epochs: int, out_dir: Path,
-               progress: Callable[[str, int | None, int | None], None] = lambda *a: None) -> SearchResult:
-    """search(), cached in out_dir/.cache so an interrupted search resumes, then the chosen
-    model, search.json and search.png written to out_dir."""
+               progress: Callable[[str, int | None, int | None], None] = lambda *a: None,
+               force: bool = False) -> SearchResult:
+    """search(), cached in .<out_dir>.cache beside out_dir so an interrupted search resumes, then
+    the chosen model, search.json and search.png written to out_dir (files.write_tree; `force`
+    writes them beside a user's own)."""
     import hashlib
 
+    check_out_dir(out_dir, force, SEARCH_FILES)   # refuse before the search, not after
     teacher_hash = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()
-    cache = Path(out_dir).parent / f".{Path(out_dir).name}.cache"
+    resolved = Path(out_dir).resolve()   # `--out .` has no name of its own
+    cache = resolved.parent / f".{resolved.name or 'out'}.cache"
     result = search(board, teacher, teacher_hash, train, val, max_drop=max_drop, floor=floor, epochs=epochs,
                     cache_dir=cache, progress=progress)
     if result.chosen is None:
@@ -198,5 +205,5 @@ def run_search(board: Board, teacher, model_path: Path, train: Dataset, val: Dat
     result.out_dir = Path(out_dir)
     result.files = sorted(list(files) + ["search.json"])
     files["search.json"] = json.dumps(result.to_json(), indent=2) + "\n"
-    write_tree(Path(out_dir), files)
+    write_tree(Path(out_dir), files, force=force)
     return result

@@ -15,7 +15,7 @@ from tinygen.pipeline.build import BuildOptions, build
 from tinygen.resources import resource_dir
 
 SHARED_INT8 = ["vww_96_int8.tflite", "pretrainedResnet_quant.tflite", "ad01_int8.tflite", "kws_ref_model.tflite"]
-PORTED = {"sparkfun-edge", "mps2-an386"}
+PORTED = {"sparkfun-edge", "mps2-an386", "bbc-microbit"}
 arm_gcc = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc is not installed")
 
 

@@ -29,6 +29,7 @@ class SimulatedBootloader(threading.Thread):
         self.path = os.ttyname(self.slave)
         self.baud, self.stop_after, self.corrupt, self.nack, self.delay = baud, stop_after, corrupt, nack, delay
         self.messages = 0
+        self.kinds: list[int] = []     # the type of every message received, in order
         self.errors: list[str] = []
         self.parts: list[bytes] = []
         self.reset_kind = None
@@ -71,6 +72,7 @@ class SimulatedBootloader(threading.Thread):
                 length, kind = word >> 16, word & 0xFFFF
                 params = head[4:] + self._read(length - 8)
                 self.messages += 1
+                self.kinds.append(kind)
                 if crc32(params) != crc:
                     self.errors.append(f"message {self.messages}: bad CRC")
                 if self.stop_after is not None and self.messages > self.stop_after:

@@ -21,6 +21,33 @@ def shared_models() -> Path:
     return SHARED_MODELS
 
 
+def pytest_configure(config):
+    from tinymodels import seed
+
+    try:
+        seed()
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
+
+
+def pytest_report_header(config):
+    from tinymodels import seed
+
+    return f"tiny models: weights seeded with TINYGEN_SEED={seed()}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failure in a test that used the tiny models says which weights they had."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and "tiny_models" in getattr(item, "fixturenames", ()):
+        from tinymodels import seed
+
+        report.sections.append(("tiny models", f"weights seeded with TINYGEN_SEED={seed()}; run again with "
+                                               f"TINYGEN_SEED={seed()} to get the same models"))
+
+
 @pytest.fixture(scope="session")
 def tiny_models() -> dict[str, bytes]:
     """The catalogue of tiny int8 models, converted once per session."""

@@ -1,17 +1,21 @@
-"""tinygen flash without hardware: a simulated Ambiq bootloader on a pty, a fake pyocd session,
-UF2 checked block by block against the specification, exact dry-run byte streams."""
+"""tinygen flash without hardware: a simulated Ambiq bootloader on a pty, pyocd's own programmer
+over a faked probe and flash algorithm, UF2 checked block by block against the specification,
+exact dry-run byte streams."""
 
 import json
 import struct
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
+from pyocd.core.memory_map import FlashRegion, MemoryMap
+from pyocd.flash.builder import MemoryBuilder, ProgrammingInfo
 
 from ambiq_sim import SimulatedBootloader
 from tinygen.boards import load_board
 from tinygen.device.runners import IO, FlashError, get_runner, load_image
-from tinygen.device.runners.ambiq_uart import image_blob, message, wired_update_blob
+from tinygen.device.runners.ambiq_uart import DATA, HELLO, OTADESC, UPDATE, image_blob, message, wired_update_blob
 from tinygen.device.runners.image import Image
 from tinygen.device.runners.image import to_uf2, uf2_to_image
 
@@ -72,13 +76,15 @@ def test_a_nack_is_retried():
 
 
 def test_a_corrupt_reply_is_retried():
-    sim = SimulatedBootloader(corrupt={3})  # the Update's Ack
+    sim = SimulatedBootloader(corrupt={3})  # the Update's Ack: its length byte flipped, so only its CRC tells
     sim.start()
     try:
-        flash_edge(sim, app(5000))
+        _, io, _ = flash_edge(sim, app(5000))
     finally:
         sim.close()
-    assert sim.installed()[1][:5000] == app(5000)
+    assert sim.errors == [] and sim.installed()[1][:5000] == app(5000)
+    assert sim.kinds[:5] == [HELLO, OTADESC, UPDATE, UPDATE, DATA]      # the Update sent again
+    assert any(t.startswith("Update (") and t.endswith("no valid answer; try 1 of 4") for t in io.transcript)
 
 
 def test_a_board_that_stops_answering_halfway():
@@ -130,8 +136,16 @@ def test_dry_run_byte_stream_is_exact(tmp_path):
 
 
 class FakeTarget:
-    def __init__(self, flip=None):
+    """A target as pyocd's MemoryLoader sees it: a real memory map whose flash region hands out a
+    FakeFlashBuilder, memory to read back, a reset. Everything above it is pyocd's own code."""
+
+    def __init__(self, flash_start: int, flash_bytes: int, flip=None):
         self.mem, self.flip, self.resets = {}, flip, 0
+        region = FlashRegion(start=flash_start, length=flash_bytes, blocksize=0x800, is_boot_memory=True)
+        region.flash = FakeFlash(self, region)
+        self.memory_map = MemoryMap(region)
+        self.debug_sequence_delegate = None
+        self.selected_core = SimpleNamespace(node_name="cortex_m")
 
     def read_memory_block8(self, addr, n):
         data = [self.mem.get(addr + i, 0xFF) for i in range(n)]
@@ -143,9 +157,46 @@ class FakeTarget:
         self.resets += 1
 
 
+class FakeFlash:
+    def __init__(self, target, region):
+        self.target, self.region, self.builders = target, region, []
+
+    def get_flash_builder(self):
+        self.builders.append(FakeFlashBuilder(self.target, self.region))
+        return self.builders[-1]
+
+
+class FakeFlashBuilder(MemoryBuilder):
+    """pyocd's MemoryBuilder interface (an ABC: a missing method fails here), writing the fake
+    target's memory instead of running a flash algorithm over a probe."""
+
+    def __init__(self, target, region):
+        super().__init__()
+        self.target, self._region, self.chunks = target, region, []
+
+    @property
+    def region(self):
+        return self._region
+
+    def add_data(self, addr, data):
+        assert all(isinstance(b, int) and 0 <= b < 256 for b in data), "pyocd hands builders byte values"
+        self.chunks.append((addr, list(data)))
+        self._buffered_data_size += len(data)
+
+    def erase(self, progress_cb=None, **kwargs):
+        progress_cb(1.0)
+
+    def program(self, progress_cb=None, **kwargs):
+        for addr, data in self.chunks:
+            for i, b in enumerate(data):
+                self.target.mem[addr + i] = b
+        progress_cb(1.0)
+        return ProgrammingInfo(total_byte_count=self._buffered_data_size, program_byte_count=self._buffered_data_size)
+
+
 class FakeSession:
     def __init__(self, target):
-        self.target = target
+        self.target, self.board, self.options = target, SimpleNamespace(target=target), {}
 
     def __enter__(self):
         return self
@@ -154,32 +205,27 @@ class FakeSession:
         return False
 
 
-class FakeProgrammer:
-    def __init__(self, session, progress):
-        self.session, self.progress = session, progress
-
-    def program(self, data, base_address, file_format):
-        assert file_format == "bin"
-        for i, b in enumerate(data):
-            self.session.target.mem[base_address + i] = b
-        self.progress(1.0)
-
-
 @pytest.mark.parametrize("flip", [None, 5])
 def test_pyocd_runner_programs_reads_back_and_resets(flip, monkeypatch):
+    """The runner drives pyocd's real FileProgrammer and MemoryLoader; only the probe and the
+    flash algorithm below them are faked, so a call pyocd would reject fails here too."""
     board = load_board("nucleo-l4r5zi")
-    target = FakeTarget(flip)
+    target = FakeTarget(0x08000000, 2 * 1024 * 1024, flip)
     calls = []
     cls = get_runner("pyocd")
     monkeypatch.setattr(cls, "session_factory", staticmethod(lambda t, probe: calls.append((t, probe)) or FakeSession(target)))
-    monkeypatch.setattr(cls, "programmer_factory", staticmethod(FakeProgrammer))
     data = app(3000)
     runner = cls(board, IO(say=lambda t: None), probe="0669FF")
     img = Image(data, 0x08000000, __import__("pathlib").Path("fw.bin"), "bin")
+    seen = []
     if flip is None:
-        result = runner.flash(img, lambda d, t: None)
+        result = runner.flash(img, lambda d, t: seen.append((d, t)))
         assert calls == [("stm32l4r5zitx", "0669FF")] and target.resets == 1
         assert result.verified == "read back and compared byte for byte"
+        assert bytes(target.mem[0x08000000 + i] for i in range(len(data))) == data
+        [builder] = target.memory_map[0].flash.builders
+        assert [a for a, _ in builder.chunks] == [0x08000000]
+        assert seen[-1] == (len(data), len(data))
     else:
         with pytest.raises(FlashError, match="Read-back differs from the image at 0x8000005"):
             runner.flash(img, lambda d, t: None)

@@ -1,10 +1,33 @@
-"""Tiny Keras models built in code, one or two layers each, for tests that need many ops."""
+"""Tiny Keras models built in code, one or two layers each, for tests that need many ops.
+
+Their weights are random but seeded: TINYGEN_SEED picks the seed (DEFAULT_SEED otherwise), and
+a failing test that used them names it, so a rare failure can be run again with the same weights."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
 from tinygen.model.tf import keras, quiet, tf
+
+DEFAULT_SEED = 1
+
+
+def seed() -> int:
+    value = os.environ.get("TINYGEN_SEED", str(DEFAULT_SEED))
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"TINYGEN_SEED must be an integer, not {value!r}.") from None
+
+
+def _seed_weights(offset: int) -> None:
+    """Seed Python's, NumPy's and TensorFlow's generators, which the initializers draw from, and
+    reset Keras's layer-name counters, which the converter writes into the model: the same bytes
+    whatever the session built before (each catalogue has its own offset)."""
+    keras().backend.clear_session()
+    keras().utils.set_random_seed(seed() + offset)
 
 
 def _model(input_shape, *layers):
@@ -42,6 +65,7 @@ def catalogue() -> dict[str, object]:
     k = keras()
     L = k.layers
     tf()
+    _seed_weights(0)
     models = {
         "conv_same": _model((12, 12, 3), L.Conv2D(8, 3, padding="same")),
         "conv_valid_stride2": _model((13, 11, 4), L.Conv2D(6, 3, strides=2, padding="valid", activation="relu")),
@@ -80,6 +104,7 @@ def aot_catalogue() -> dict[str, bytes]:
     k = keras()
     L = k.layers
     tf_ = tf()
+    _seed_weights(1)
     out: dict[str, bytes] = {}
     out["conv_per_tensor"] = int8(_model((9, 9, 3), L.Conv2D(5, 3, strides=2, padding="same", activation="relu")),
                                    per_channel=False)

@@ -43,6 +43,8 @@ class RunResult:
             self.vectors = ev.int("vectors", 0)
             self.mismatches = ev.int("mismatches", 0)
             self.stack_used_bytes = ev.int("stack_used_bytes")
+            # AOT firmware measures its arena after the last inference; TFLM's is in `boot`
+            self.arena_used_bytes = ev.int("arena_used_bytes", self.arena_used_bytes)
             self.done = True
         elif ev.kind == "err":
             raise FirmwareError(f"The firmware stopped with an error: {ev.fields.get('what', '?')}.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from io import BytesIO
 from typing import Callable
 
 from .core import FlashError, FlashResult, Image, Progress, Runner, check_image, register
@@ -19,18 +20,11 @@ def _default_session(target: str, unique_id: str | None):
     return session
 
 
-def _default_programmer(session, progress):
-    from pyocd.flash.file_programmer import FileProgrammer
-
-    return FileProgrammer(session, progress=progress)
-
-
 @register
 class PyocdRunner(Runner):
     name = "pyocd"
-    # pyocd is imported only when flashing for real; tests put fakes here
+    # pyocd's session is opened only when flashing for real; tests put a fake probe and target here
     session_factory: Callable = staticmethod(_default_session)
-    programmer_factory: Callable = staticmethod(_default_programmer)
 
     def flash(self, image: Image, progress: Progress) -> FlashResult:
         check_image(image, self.board)
@@ -41,13 +35,16 @@ class PyocdRunner(Runner):
                      "read back, reset")
         if self.io.dry_run:
             return FlashResult(self.name, 0, 0.0, "dry run")
+        from pyocd.flash.file_programmer import FileProgrammer
+
         started = time.monotonic()
         try:
             session = self.session_factory(target, self.options.get("probe"))
             with session:
                 from_progress = lambda fraction: progress(int(fraction * len(image.data)), len(image.data))  # noqa: E731
-                self.programmer_factory(session, from_progress).program(
-                    image.data, base_address=image.address, file_format="bin")
+                # FileProgrammer takes a path or a binary file object (it seeks and reads it), not bytes
+                FileProgrammer(session, progress=from_progress).program(
+                    BytesIO(image.data), file_format="bin", base_address=image.address)
                 back = bytes(session.target.read_memory_block8(image.address, len(image.data)))
                 if back != image.data:
                     first = next(i for i, (a, b) in enumerate(zip(back, image.data)) if a != b)

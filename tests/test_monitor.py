@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tinygen.boards import load_board
-from tinygen.device.monitor import LineSplitter, Log, Monitor, energy_uj
+from tinygen.device.monitor import LineSplitter, Log, Monitor, energy_uj, latency_png
 from tinygen.device.protocol import format_line
 
 
@@ -165,3 +165,24 @@ def test_the_monitor_flash_goes_on_to_needs_only_port_and_board(capsys):
 
     run_monitor("loop://", "sparkfun-edge", duration=0.3, as_json=True)
     assert json.loads(capsys.readouterr().out)["board"] == "sparkfun-edge"
+
+
+def test_values_that_are_not_numbers_are_counted_not_taken(tmp_path):
+    """A checksum proves a line arrived as sent, not that the firmware sent sense: us=abc once
+    crashed --log, a 400-digit us the plot, uj=nan made --json print NaN."""
+    edge = load_board("sparkfun-edge")
+    log = tmp_path / "run.jsonl"
+    mon = Monitor("fuzz", 115200, edge, Log(log, edge))
+    odd = [{"us": "abc"}, {"us": "-5"}, {"us": "1" * 400}, {"us": str(2**64)}, {"us": "+7"},
+           {"us": "100", "uj": "nan"}, {"us": "100", "uj": "abc"}, {"us": "100", "uj": "-1"}, {"us": "100", "uj": "1e999"}]
+    for fields in odd:
+        mon._handle(format_line("inf", seq=1, **fields).encode())
+    mon._handle(format_line("inf", seq=2, us=2000, uj="1.5").encode())
+    mon.log.close()
+    s = mon.stats.summary("fuzz")
+    assert s["inferences"] == len(odd) + 1 and s["bad_values"] == len(odd)
+    assert mon.stats.latencies_us == [100, 100, 100, 100, 2000] and mon.stats.energies_uj == [1.5]
+    json.loads(json.dumps(s), parse_constant=lambda c: pytest.fail(f"{c} in --json"))
+    records = [json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in --log")) for line in log.read_text().splitlines()]
+    assert [r["energy_uj"] for r in records] == [None] * len(odd) + [1.5]
+    latency_png(mon.stats, tmp_path / "lat.png", "odd values")

@@ -51,3 +51,27 @@ def test_any_single_byte_change_is_caught(kind, fields, data):
     ev = parse_line(corrupted)
     # a CRC of degree 8 detects every error burst of 8 bits or fewer
     assert ev is None
+
+
+def test_what_the_firmware_never_prints_is_not_a_line():
+    """Checksum-valid, but not the format: a key twice, a control character, a CRC not spelled as
+    two lowercase hex digits."""
+    def line(body: str, check: str | None = None) -> str:
+        return f"{body} *{check or format(crc8(body.encode()), '02x')}\r\n"
+
+    assert parse_line(line("TG1 inf us=1 us=2")) is None
+    assert parse_line(line("TG1 inf us=1\t")) is None
+    assert parse_line(line("TG1 inf us=1\x1b[2J")) is None
+    body = "TG1 inf seq=3"
+    crc = crc8(body.encode())
+    for spelled in (f"{crc:02X}", f" {crc:x}", f"+{crc:x}"):
+        if spelled != f"{crc:02x}":
+            assert parse_line(line(body, spelled)) is None, spelled
+    assert parse_line(line(body)).fields == {"seq": "3"}
+
+
+def test_int_fields_are_decimal_integers_only():
+    ev = parse_line(format_line("inf", a="12", b="-7", c="+3", d="1_000", e="5x", f="1" * 5000, g="0012"))
+    assert (ev.int("a"), ev.int("b"), ev.int("g")) == (12, -7, 12)
+    assert ev.int("c") is None and ev.int("d") is None and ev.int("e") is None
+    assert ev.int("f") is None and ev.int("missing", 4) == 4   # more digits than Python converts

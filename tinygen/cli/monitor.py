@@ -125,12 +125,18 @@ def _monitor_view(stats, port: str):
     for c in ("seq", "µs", "cycles", "top", "score", "match"):
         last.add_column(c, justify="right")
     for ev in reversed(stats.last):
-        score = ev.int("score_milli")
         last.add_row(ev.fields.get("seq", ""), ev.fields.get("us", ""), ev.fields.get("cycles", ""),
-                     ev.fields.get("top", ""), "" if score is None else f"{score / 1000:.3f}", ev.fields.get("match", ""))
+                     ev.fields.get("top", ""), _milli(ev.int("score_milli")), ev.fields.get("match", ""))
     note = Text("cycles are QEMU's SysTick counts, not a real chip's" if stats.boot and
                 stats.boot.fields.get("board") == "mps2-an386" else "", style="dim")
     return Group(t, last, note)
+
+
+def _milli(v: int | None) -> str:
+    """Thousandths as a decimal, in integers: a float of a 300-digit value overflows."""
+    if v is None:
+        return ""
+    return f"{'-' if v < 0 else ''}{abs(v) // 1000}.{abs(v) % 1000:03d}"
 
 
 def _monitor_summary(s: dict):
@@ -145,6 +151,7 @@ def _monitor_summary(s: dict):
     e = s["energy_uj"]
     rows.append(("energy median (µJ)", "—" if e["median"] is None else f"{e['median']:.3f} ({e['kind']})"))
     rows += [("test-vector mismatches", str(s["mismatches"])), ("bad lines", str(s["bad_lines"])),
+             ("bad values", str(s["bad_values"])),
              ("other lines", str(s["other_lines"])), ("reconnects", str(s["reconnects"]))]
     for k, v in rows:
         t.add_row(k, v)

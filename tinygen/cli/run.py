@@ -16,7 +16,7 @@ from .common import MatchOpt, steps, warn
 
 @app.command("run")
 def run_cmd(
-    board: str = typer.Option(..., "--board", "-b", help="mps2-an386 (QEMU's Cortex-M4, booted here) or host (this machine, for --runtime aot)."),
+    board: str = typer.Option(..., "--board", "-b", help="mps2-an386 (QEMU's Cortex-M4), bbc-microbit (QEMU's micro:bit, a Cortex-M0; --runtime aot), both booted here, or host (this machine, for --runtime aot)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Keras .h5/.keras, a SavedModel folder, or .tflite. Default: the bundled digits example."),
     runtime: str = typer.Option("aot", "--runtime", help="aot: tinygen's ahead-of-time C. tflm: TensorFlow Lite Micro (needs TFLM_ROOT; mps2-an386 only)."),
     input_source: str = typer.Option("test-vectors", "--input", help="test-vectors: inputs compiled in, each output checked against the host's TFLite Micro interpreter."),

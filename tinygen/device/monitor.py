@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import queue
+import re
 import statistics
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +25,9 @@ from ..errors import TinygenError
 from .protocol import Event, parse_line
 
 MAX_LINE = 4096   # a longer run of bytes without a newline is garbage, not a line
+COUNTER_LIMIT = 2**64   # `us` and `cycles` are the firmware's unsigned counters: anything beyond is not one
+WRITE_CHUNK = 256       # the writer's slice: it checks between slices whether the session has ended
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?")
 
 
 class MonitorError(TinygenError):
@@ -32,6 +39,28 @@ def energy_uj(us: float, board: Board | None) -> float | None:
     if board is None:
         return None
     return board.supply_v * board.active_ma * us / 1000.0   # V x mA = mW; mW x us = nJ
+
+
+def counter(ev: Event, key: str) -> int | None:
+    """A counter field (`us`, `cycles`): a whole number the firmware's 64-bit counter can hold, else
+    None. A line's checksum proves it arrived as sent, not that the firmware sent sense."""
+    v = ev.int(key)
+    return v if v is not None and 0 <= v < COUNTER_LIMIT else None
+
+
+def measured_uj(ev: Event) -> float | None:
+    """A power monitor's `uj=`: a finite, non-negative decimal, else None (no NaN reaches --json)."""
+    text = ev.fields.get("uj")
+    if text is None or not _DECIMAL.fullmatch(text):
+        return None
+    v = float(text)
+    return v if math.isfinite(v) else None
+
+
+def bad_values(ev: Event) -> int:
+    """How many of an inference line's measurements are there but are not numbers tinygen can use."""
+    return sum(1 for key, ok in (("us", counter(ev, "us")), ("cycles", counter(ev, "cycles")), ("uj", measured_uj(ev)))
+               if key in ev.fields and ok is None)
 
 
 @dataclass
@@ -46,6 +75,7 @@ class Stats:
     other_lines: int = 0
     reconnects: int = 0
     mismatches: int = 0
+    bad_values: int = 0                # us=, cycles=, uj= that are not usable numbers: skipped, counted
     last: list[Event] = field(default_factory=list)
     boot: Event | None = None
     first_at: float | None = None      # monotonic time of the first and latest inference lines
@@ -59,20 +89,18 @@ class Stats:
             now = time.monotonic()
             self.first_at = self.first_at or now
             self.last_at = now
-            us = ev.int("us")
+            self.bad_values += bad_values(ev)
+            us = counter(ev, "us")
             if us is not None:
                 self.latencies_us.append(us)
-            c = ev.int("cycles")
+            c = counter(ev, "cycles")
             if c is not None:
                 self.cycles.append(c)
-            measured = ev.fields.get("uj")
+            measured = measured_uj(ev)
             if measured is not None:
-                try:
-                    self.energies_uj.append(float(measured))
-                    self.energy_kind = "measured"
-                except ValueError:
-                    pass
-            elif us is not None and self.energy_kind == "estimated":
+                self.energies_uj.append(measured)
+                self.energy_kind = "measured"
+            elif us is not None and self.energy_kind == "estimated" and "uj" not in ev.fields:
                 e = energy_uj(us, self.board)
                 if e is not None:
                     self.energies_uj.append(e)
@@ -113,6 +141,7 @@ class Stats:
             "inferences_per_second": round(self.per_second(), 3),
             "mismatches": self.mismatches,
             "bad_lines": self.bad_lines,
+            "bad_values": self.bad_values,
             "other_lines": self.other_lines,
             "reconnects": self.reconnects,
         }
@@ -162,8 +191,9 @@ class Log:
     def write(self, raw: str, ev: Event | None) -> None:
         now = time.time()
         e = None
-        if ev is not None and ev.kind == "inf" and ev.int("us") is not None:
-            e = float(ev.fields["uj"]) if "uj" in ev.fields else energy_uj(ev.int("us"), self.board)
+        if ev is not None and ev.kind == "inf":
+            us = counter(ev, "us")
+            e = measured_uj(ev) if "uj" in ev.fields else (None if us is None else energy_uj(us, self.board))
         if self.jsonl:
             rec = {"time": now, "raw": raw, "valid": ev is not None,
                    "kind": ev.kind if ev else None, "fields": ev.fields if ev else None, "energy_uj": e}
@@ -187,6 +217,47 @@ def open_port(url: str, baud: int, timeout: float = 0.2):
         raise MonitorError(f"Cannot open {url}: {e}.") from None
 
 
+class Writer(threading.Thread):
+    """Writes the samples for --send in a thread of its own. A write blocks until the port takes the
+    bytes: on a board that stops reading, or on loop:// once its 4 KiB buffer is full, that is
+    forever, and the reading (and --duration) must not wait on it. pyserial's own non-blocking write
+    spins while a tty's buffer is full, so a thread is the portable way."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True, name="tinygen-send")
+        self.port = port
+        self.pending: queue.Queue[bytes] = queue.Queue()
+        self.ended = threading.Event()
+
+    def send(self, data: bytes) -> None:
+        self.pending.put(data)
+
+    def run(self) -> None:
+        while not self.ended.is_set():
+            try:
+                data = self.pending.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            for i in range(0, len(data), WRITE_CHUNK):
+                if self.ended.is_set():
+                    return
+                try:
+                    self.port.write(data[i:i + WRITE_CHUNK])
+                except Exception:  # noqa: BLE001 (a port closing under a write raises many kinds;
+                    return         # the reader sees the port go and reconnects)
+
+    def stop(self) -> None:
+        """End the thread, unblocking a write that waits: drop what the port has not sent (the
+        session is over) and cancel the write where the port can."""
+        self.ended.set()
+        for unblock in ("reset_output_buffer", "cancel_write"):
+            try:
+                getattr(self.port, unblock)()
+            except Exception:  # noqa: BLE001 (not every handler has it, or the port is gone)
+                pass
+        self.join(timeout=1.0)
+
+
 @dataclass
 class Monitor:
     url: str
@@ -204,12 +275,22 @@ class Monitor:
     def __post_init__(self):
         self.stats = Stats(self.board)
 
-    def _send_next(self, port) -> None:
+    def _send_next(self) -> None:
         """Serial-input firmware waits for `I<N>\\n` and N bytes before each inference."""
         if self._next_input < len(self.inputs):
             data = self.inputs[self._next_input]
-            port.write(f"I{len(data)}\n".encode() + data)
+            self._writer.send(f"I{len(data)}\n".encode() + data)
             self._next_input += 1
+
+    def _start_writer(self, port) -> None:
+        if self.inputs:
+            self._writer = Writer(port)
+            self._writer.start()
+
+    def _stop_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.stop()
+            self._writer = None
 
     def _handle(self, raw: bytes) -> None:
         text = raw.decode("ascii", errors="replace").rstrip("\r\n")
@@ -231,10 +312,11 @@ class Monitor:
         splitter = LineSplitter()
         deadline = None if duration is None else time.monotonic() + duration
         port = open_port(self.url, self.baud)
-        self._next_input = 0
+        self._next_input, self._writer = 0, None
         if self.inputs:
             count = len(self.inputs) if count is None else min(count, len(self.inputs))
-            self._send_next(port)
+            self._start_writer(port)
+            self._send_next()
         lost_since = None
         try:
             while True:
@@ -246,9 +328,10 @@ class Monitor:
                     try:
                         port = open_port(self.url, self.baud)
                         self.stats.reconnects += 1
+                        self._start_writer(port)
                         if self.inputs and self._next_input > self.stats.inferences:
                             self._next_input = self.stats.inferences   # resend the one that was lost
-                            self._send_next(port)
+                            self._send_next()
                         self.notify(f"{self.url} is back; reading again.")
                         lost_since = None
                     except MonitorError:
@@ -262,6 +345,7 @@ class Monitor:
                     self.notify(f"{self.url} went away ({e}); waiting for it to come back.")
                     if splitter.reset():
                         self.stats.bad_lines += 1   # the line it was in the middle of
+                    self._stop_writer()
                     try:
                         port.close()
                     except Exception:
@@ -275,7 +359,7 @@ class Monitor:
                     before = self.stats.inferences
                     self._handle(raw)
                     if self.inputs and self.stats.inferences > before:
-                        self._send_next(port)
+                        self._send_next()
                     if count is not None and self.stats.inferences >= count:
                         break
                 self.stats.bad_lines += splitter.overflows
@@ -284,6 +368,7 @@ class Monitor:
                 if self.finished and self.stop_at_done:
                     break
         finally:
+            self._stop_writer()
             if port is not None:
                 port.close()
             if self.log is not None:
@@ -316,17 +401,32 @@ def latency_png(stats: Stats, path: Path, title: str) -> None:
 
 def samples_to_send(path: Path, model: Path | None) -> list[bytes]:
     """`--send`: samples for serial-input firmware, one per inference, as int8 bytes; float samples
-    are quantized with the int8 model's input scale and zero point."""
+    are quantized with the int8 model's input scale and zero point. With the model, samples are
+    checked against its input shape as well."""
     import numpy as np
 
-    from ..errors import DataError
-    from ..model.data import load_data
-    from ..model.data import quantize_samples
+    from ..errors import DataError, ModelError
+    from ..model.data import Dataset, conform, load_data, quantize_samples
     from ..model.graph import parse
 
-    x = np.asarray(load_data(path).x)
-    if x.dtype != np.int8:
-        if model is None:
-            raise DataError(f"{path} holds {x.dtype} samples; pass --model (the int8 .tflite) to quantize them, or send int8.")
-        x = quantize_samples(parse(model.read_bytes(), model.name), x.astype(np.float32))
-    return [s.tobytes() for s in x]
+    what = "the samples to send"
+    ds = load_data(path, what)
+    ds = Dataset(ds.x, None, ds.source, x_name=ds.x_name)   # labels are not sent
+    if model is None:
+        if ds.x.dtype != np.int8:
+            raise DataError(f"{path} holds {ds.x.dtype} samples; pass --model (the int8 .tflite) to quantize them, or send int8.")
+        return [s.tobytes() for s in ds.x]
+    if not model.is_file():
+        there = f"{model} is a folder" if model.is_dir() else f"There is no model at {model}"
+        raise ModelError(f"{there}; --model takes the int8 .tflite whose input quantization to use.")
+    try:
+        model_bytes = model.read_bytes()
+    except OSError as e:
+        raise ModelError(f"{model} cannot be read ({e.strerror or e}).") from None
+    graph = parse(model_bytes, model.name)
+    tin = graph.tensors[graph.inputs[0]]
+    if tin.dtype != "INT8":
+        raise ModelError(f"{model.name} takes {tin.dtype.lower()} input, not int8; --model takes the int8 .tflite "
+                         "tinygen built, whose input the firmware reads.")
+    x = conform(ds, tin.shape, what).x
+    return [s.tobytes() for s in quantize_samples(graph, x)]

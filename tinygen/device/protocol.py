@@ -8,9 +8,12 @@ by a reset) is None, never an exception."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 VERSION_TAG = "TG1"
+_INT = re.compile(r"-?[0-9]+")   # what the firmware prints; Python's int() also takes "+1", "1_000"
+_CRC = re.compile(r"[0-9a-f]{2}")   # int(x, 16) also takes " f" and "+f"
 
 
 def _crc8_table() -> bytes:
@@ -40,10 +43,13 @@ class Event:
     fields: dict[str, str]
 
     def int(self, key: str, default: int | None = None) -> int | None:
+        """The field as a decimal integer, or `default` if it is missing or not one."""
         v = self.fields.get(key)
+        if v is None or not _INT.fullmatch(v):
+            return default
         try:
-            return int(v) if v is not None else default
-        except ValueError:
+            return int(v)
+        except ValueError:   # more digits than Python converts (sys.get_int_max_str_digits)
             return default
 
     def hex_bytes(self, key: str) -> bytes | None:
@@ -62,12 +68,12 @@ def parse_line(line: str | bytes) -> Event | None:
             return None
     line = line.rstrip("\r\n")
     body, sep, check = line.rpartition(" *")
-    if not sep or len(check) != 2 or not body.startswith(VERSION_TAG + " "):
-        return None
+    if not sep or not _CRC.fullmatch(check) or not body.startswith(VERSION_TAG + " ") or not body.isprintable():
+        return None   # the firmware prints no control characters: a line with one is not its line
     try:
         if int(check, 16) != crc8(body.encode("ascii")):
             return None
-    except ValueError:
+    except ValueError:   # a str line with characters beyond ASCII
         return None
     parts = body.split(" ")
     if len(parts) < 2 or not parts[1].isalpha():
@@ -75,7 +81,7 @@ def parse_line(line: str | bytes) -> Event | None:
     fields = {}
     for item in parts[2:]:
         key, eq, value = item.partition("=")
-        if not eq or not key:
+        if not eq or not key or key in fields:   # a key twice: which one is meant is not known
             return None
         fields[key] = value
     return Event(parts[1], fields)

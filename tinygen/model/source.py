@@ -69,6 +69,17 @@ def input_shape(src: ModelSource, keras_model=None) -> tuple[int, ...]:
     raise ValueError("input_shape of a .tflite comes from graph.parse")
 
 
+def output_shape(src: ModelSource, keras_model=None) -> tuple[int | None, ...]:
+    """The model's (first) output shape with the batch axis first; None where it is not fixed."""
+    if src.kind == "keras":
+        m = keras_model if keras_model is not None else load_keras(src)
+        return tuple(None if d is None else int(d) for d in m.outputs[0].shape)
+    if src.kind == "saved_model":
+        spec = list(_saved_model_signature(src).structured_outputs.values())[0]
+        return tuple(None if d is None else int(d) for d in spec.shape)
+    raise ValueError("output_shape of a .tflite comes from graph.parse")
+
+
 def _saved_model_signature(src: ModelSource):
     from .tf import tf
 

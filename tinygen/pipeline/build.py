@@ -24,11 +24,11 @@ from ..model.data import quantize_samples
 from ..model.evaluate import Accuracy, accuracy, tflite_reference
 from ..model.examples import digits_model_path, digits_splits
 from ..model.graph import Graph, parse
-from ..model.source import ModelSource, detect, float_predict, input_shape, load_keras
+from ..model.source import ModelSource, detect, float_predict, input_shape, load_keras, output_shape
 from ..ports import find_port, port_for
 from ..project import codegen
 from ..project.render import ProjectError, render_aot_project, render_project
-from ..tflm.interpreter import int8_predict
+from ..tflm.interpreter import check_runs, int8_predict
 
 Progress = Callable[[str, int | None, int | None], None]   # (step, done, total)
 
@@ -109,21 +109,26 @@ def resolve_inputs(model_path: Path | None, data_path: Path | None = None, val_p
     validation samples (paths, or data sets already in memory), each checked against the model's
     input. Without data, generated samples and a warning."""
     warnings: list[str] = []
-    if model_path is None:
-        model_path = digits_model_path()
+    bundled = model_path is None
+    src = detect(digits_model_path() if bundled else model_path)
+    # The files before the model: a damaged file or a NaN is refused before TensorFlow (or
+    # scikit-learn, for the bundled digits) loads, which takes seconds.
+    data_file = data_mod.load_data(data_path, "calibration data") if data_path is not None else None
+    val_file = data_mod.load_data(val_path, "validation data") if val_path is not None else None
+    if bundled and ((calibration is None and data_file is None) or (validation is None and val_file is None)):
         train, test = digits_splits()
-        calibration = calibration if calibration is not None else (train if data_path is None else None)
+        calibration = calibration if calibration is not None or data_file is not None else train
         validation = validation if validation is not None else test
-    src = detect(model_path)
     keras_model = load_keras(src) if src.kind == "keras" else None
     if src.kind == "tflite":
         g0 = parse(src.path.read_bytes(), src.name)
-        in_shape = g0.tensors[g0.inputs[0]].shape
+        in_shape, out_shape = g0.tensors[g0.inputs[0]].shape, g0.tensors[g0.outputs[0]].shape
     else:
-        in_shape = input_shape(src, keras_model)
+        in_shape, out_shape = input_shape(src, keras_model), output_shape(src, keras_model)
+    classes = data_mod.output_classes(out_shape)
 
-    if data_path is not None:
-        calibration = data_mod.conform(data_mod.load_data(data_path), in_shape)
+    if data_file is not None:
+        calibration = data_mod.conform(data_file, in_shape, "calibration data", classes)
     elif calibration is None:
         calibration = data_mod.generated(in_shape)
         if src.kind == "tflite":
@@ -134,11 +139,10 @@ def resolve_inputs(model_path: Path | None, data_path: Path | None = None, val_p
                 "pass real samples with --data for a quantization you can trust."
             )
     else:
-        calibration = data_mod.conform(calibration, in_shape)
-    if val_path is not None:
-        validation = data_mod.conform(data_mod.load_data(val_path), in_shape, "validation data")
-    elif validation is not None:
-        validation = data_mod.conform(validation, in_shape, "validation data")
+        calibration = data_mod.conform(calibration, in_shape, "calibration data", classes)
+    if val_file is not None or validation is not None:
+        validation = data_mod.conform(val_file if val_file is not None else validation, in_shape,
+                                      "validation data", classes)
     elif calibration.y is not None:
         validation = calibration
         warnings.append("Accuracy is measured on the calibration data; pass --val for held-out data.")
@@ -157,6 +161,7 @@ def quantize_and_score(inputs: Inputs, eval_limit: int = 1000, progress: Progres
     with quiet():
         model_bytes = quantize.quantize(src, inputs.calibration, inputs.keras_model)
     graph = parse(model_bytes, src.name)
+    check_runs(model_bytes, graph, src.name)   # TFLM allocates and runs it, in a child process it may crash
     acc = Accuracy(None, None, 0, "none")
     eval_set = inputs.validation if inputs.validation is not None else (
         inputs.calibration if src.kind != "tflite" else None)

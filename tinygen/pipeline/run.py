@@ -101,8 +101,8 @@ def _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_r
     board = load_board(board_id)
     port = port_for(board)
     if port.qemu_machine is None:
-        raise TinygenError(f"{board.id} cannot be emulated; `tinygen run` boots mps2-an386 in QEMU or runs on "
-                           "--board host. Flash a real board with `tinygen flash`.")
+        raise TinygenError(f"{board.id} cannot be emulated; `tinygen run` boots mps2-an386 or bbc-microbit in QEMU, "
+                           "or runs on --board host. Flash a real board with `tinygen flash`.")
     keep = out_dir is not None
     out_dir = Path(out_dir) if keep else Path(tempfile.mkdtemp(prefix="tinygen-run-"))
     try:
@@ -139,7 +139,8 @@ def sample_inputs(graph, data_path: Path | None, count: int) -> tuple[np.ndarray
 
     shape = graph.tensors[graph.inputs[0]].shape
     if data_path is not None:
-        ds = data_mod.conform(data_mod.load_data(data_path), shape)
+        classes = data_mod.output_classes(graph.tensors[graph.outputs[0]].shape)
+        ds = data_mod.conform(data_mod.load_data(data_path, "input samples"), shape, "input samples", classes)
     else:
         ds = data_mod.generated(shape, count=count)
     return quantize_samples(graph, np.asarray(ds.x[:count])), ds.source

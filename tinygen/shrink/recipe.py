@@ -17,11 +17,11 @@ from ..errors import TinygenError
 from ..files import check_out_dir, write_tree
 from ..fit import check_fit
 from ..model import quantize as quantize_mod
-from ..model.data import Dataset, conform, load_data
+from ..model.data import Dataset, conform, load_data, output_classes
 from ..model.evaluate import top1
 from ..model.examples import digits_model_path, digits_splits
 from ..model.graph import parse
-from ..model.source import ModelSource, detect, input_shape, load_keras
+from ..model.source import ModelSource, detect, input_shape, load_keras, output_shape
 from ..tflm.interpreter import int8_predict
 from .distill import distill, magnitude_prune, weight_sparsity
 from .width import prune_filters, scale_width
@@ -49,18 +49,21 @@ def shrink_inputs(model: Path | None, data: Path | None, val: Path | None) -> Sh
     if src.kind != "keras":
         raise TinygenError(f"Shrinking rebuilds the network, so it needs the Keras model, not a "
                            f"{src.kind.replace('_', ' ')}.")
-    teacher = load_keras(src)
-    shape = input_shape(src, teacher)
     if bundled and data is None:
         train_ds, val_ds = digits_splits()
     elif data is None:
         raise TinygenError("Shrinking trains: pass --data with training samples (and --val with held-out ones).")
     else:
-        train_ds = load_data(data)
-        val_ds = load_data(val) if val is not None else None
+        # The files before the model: a damaged file or a NaN is refused before TensorFlow loads.
+        train_ds = load_data(data, "training data")
+        val_ds = load_data(val, "validation data") if val is not None else None
     if val_ds is None:
         raise TinygenError("Shrinking needs held-out data to measure accuracy on: pass --val.")
-    return ShrinkInputs(src, teacher, conform(train_ds, shape), conform(val_ds, shape, "validation data"), bundled)
+    teacher = load_keras(src)
+    shape = input_shape(src, teacher)
+    classes = output_classes(output_shape(src, teacher))
+    return ShrinkInputs(src, teacher, conform(train_ds, shape, "training data", classes),
+                        conform(val_ds, shape, "validation data", classes), bundled)
 
 
 def keras_bytes(model) -> bytes:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
 
 from ..errors import TinygenError
-from .common import JsonOpt, app, err, fail, kb, out
+from .common import JsonOpt, app, fail, out
 
 boards_app = typer.Typer(help="The bundled board profiles (boards/*.toml).", no_args_is_help=False,
                          invoke_without_command=True)

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import TinygenError
-from .common import BoardOpt, JsonOpt, MatchOpt, RuntimeOpt, app, err, fail, kb, out, steps, warn
+from .common import BoardOpt, ForceOpt, JsonOpt, MatchOpt, RuntimeOpt, app, err, fail, flag, kb, out, steps, warn
 
 
 @app.command()
@@ -42,21 +42,21 @@ def build(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Calibration samples: .npz with 'x' (and labels 'y'), or .npy. Without it, generated samples are used and accuracy is unknown."),
     val: Optional[Path] = typer.Option(None, "--val", help="Held-out samples with labels, for the accuracy report. Default: --data."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder. Default: build/<board>/."),
-    force: bool = typer.Option(False, "--force", help="Write into an --out that holds files tinygen did not write, beside them; yours are still never overwritten or removed."),
+    force: bool = ForceOpt,
     input_source: str = typer.Option("test-vectors", "--input", help="Where the firmware's inputs come from: test-vectors (compiled in, checked against the host interpreter) or serial (sent by the host)."),
     harness: str = typer.Option("tinygen", "--harness", help="tinygen: print a TG1 line per inference (for `tinygen monitor`); mlperf: answer the MLPerf Tiny / EnergyRunner DUT protocol instead."),
-    raw_output: bool = typer.Option(False, "--raw-output", help="Have the firmware print every output byte on each inference line, not only the top class and score."),
+    raw_output: bool = flag("--raw-output", help="Have the firmware print every output byte on each inference line, not only the top class and score."),
     vectors: int = typer.Option(10, "--vectors", min=1, help="How many test vectors to compile in (from --val, else --data)."),
-    no_project: bool = typer.Option(False, "--no-project", help="Write the model and fit report only, no firmware project."),
-    compile_: bool = typer.Option(False, "--compile", help="Build the firmware with arm-none-eabi-gcc and report its real size (TFLM firmware needs TFLM_ROOT; --runtime aot needs nothing more)."),
-    run_: bool = typer.Option(False, "--run", help="Boot the firmware in QEMU (mps2-an386) and show what it prints; implies --compile."),
+    no_project: bool = flag("--no-project", help="Write the model and fit report only, no firmware project."),
+    compile_: bool = flag("--compile", help="Build the firmware with arm-none-eabi-gcc and report its real size (TFLM firmware needs TFLM_ROOT; --runtime aot needs nothing more)."),
+    run_: bool = flag("--run", help="Boot the firmware in QEMU (mps2-an386, bbc-microbit) and show what it prints; implies --compile."),
     tflm_root: Optional[Path] = typer.Option(None, "--tflm-root", envvar="TFLM_ROOT", help="A tflite-micro checkout (default: $TFLM_ROOT)."),
     ambiq_root: Optional[Path] = typer.Option(None, "--ambiq-root", envvar="AMBIQ_ROOT", help="AmbiqSuite SDK with boards_sfe, for the SparkFun Edge (default: $AMBIQ_ROOT)."),
     shrink_: Optional[str] = typer.Option(None, "--shrink", help="auto: first search for the most accurate thinner model that fits (see `tinygen shrink --auto`), then build it."),
     max_drop: Optional[float] = typer.Option(None, "--max-accuracy-drop", help="With --shrink auto: accuracy points the int8 model may lose."),
-    flash_: bool = typer.Option(False, "--flash", help="After --compile, put the firmware on the board (see `tinygen flash`)."),
+    flash_: bool = flag("--flash", help="After --compile, put the firmware on the board (see `tinygen flash`)."),
     port: Optional[str] = typer.Option(None, "--port", "-p", help="With --flash/--monitor: the board's serial port."),
-    monitor_after: bool = typer.Option(False, "--monitor", help="After --flash, go straight on into `tinygen monitor` on --port."),
+    monitor_after: bool = flag("--monitor", help="After --flash, go straight on into `tinygen monitor` on --port."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also write per-layer memory as a PNG."),
     runtime: str = RuntimeOpt,
     match: str = MatchOpt,

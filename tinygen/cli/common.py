@@ -31,6 +31,8 @@ def flag(*names: str, help: str) -> typer.models.OptionInfo:
 
 
 JsonOpt = flag("--json", help="Print one JSON object on stdout instead of tables.")
+ForceOpt = flag("--force", help="Write into an --out that holds files tinygen did not write, beside them; yours are still "
+               "never overwritten or removed.")
 MatchOpt = typer.Option("tflm", "--match", help="With --runtime aot, whose int8 arithmetic to reproduce bit for bit: "
                         "tflm (TFLite Micro) or tflite (TFLite's reference kernels; they differ only in "
                         "FULLY_CONNECTED's rounding and MUL's multiplier). Test vectors are checked against the same interpreter.")

@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from ..errors import TinygenError
-from .common import JsonOpt, app, err, fail, kb, out
-from .common import BoardOpt, verbose
+from .common import BoardOpt, JsonOpt, app, err, fail, flag, out, verbose
 
 
 @app.command()
@@ -23,8 +21,8 @@ def flash(
     baud: Optional[int] = typer.Option(None, "--baud", help="Bootloader baud rate. Default: the board's (921600 on the Edge)."),
     drive: Optional[Path] = typer.Option(None, "--drive", help="uf2: the RPI-RP2 drive's mount point, if not found by itself."),
     probe: Optional[str] = typer.Option(None, "--probe", help="pyocd: the unique id of the probe to use, if several are plugged in."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print exactly what would run or be sent, and touch nothing."),
-    monitor_after: bool = typer.Option(False, "--monitor", help="Go straight on into `tinygen monitor` on the same port."),
+    dry_run: bool = flag("--dry-run", help="Print exactly what would run or be sent, and touch nothing."),
+    monitor_after: bool = flag("--monitor", help="Go straight on into `tinygen monitor` on the same port."),
     as_json: bool = JsonOpt,
 ):
     """Put a built firmware on the board with the board's own loader.

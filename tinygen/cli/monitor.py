@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ..errors import TinygenError
-from .common import JsonOpt, app, err, fail, kb, out
+from .common import JsonOpt, app, err, fail, out
 
 
 @app.command()

@@ -10,8 +10,7 @@ import typer
 from rich.table import Table
 
 from ..errors import TinygenError
-from .common import JsonOpt, app, err, fail, kb, out
-from .common import MatchOpt, steps, warn
+from .common import ForceOpt, JsonOpt, MatchOpt, app, err, fail, flag, out, steps, warn
 
 
 @app.command("run")
@@ -23,10 +22,10 @@ def run_cmd(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Samples (.npz with x, or .npy) for calibration and test vectors. Without it, they are generated."),
     vectors: int = typer.Option(10, "--vectors", min=1, help="How many test vectors to run."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Keep the firmware project here (default: a temporary folder, removed)."),
-    force: bool = typer.Option(False, "--force", help="Write into an --out that holds files tinygen did not write, beside them; yours are still never overwritten or removed."),
+    force: bool = ForceOpt,
     tflm_root: Optional[Path] = typer.Option(None, "--tflm-root", envvar="TFLM_ROOT", help="With --runtime tflm: a tflite-micro checkout."),
     timeout: float = typer.Option(900.0, "--timeout", help="Seconds the firmware may run in QEMU."),
-    layers: bool = typer.Option(False, "--layers", help="Also time each layer (AOT in QEMU): a table, and `layers` in the JSON."),
+    layers: bool = flag("--layers", help="Also time each layer (AOT in QEMU): a table, and `layers` in the JSON."),
     match: str = MatchOpt,
     plot: Optional[Path] = typer.Option(None, "--plot", help="With --layers: write the ticks per layer as a PNG."),
     as_json: bool = JsonOpt,

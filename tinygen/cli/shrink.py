@@ -10,8 +10,7 @@ import typer
 from rich.table import Table
 
 from ..errors import TinygenError
-from .common import JsonOpt, app, err, fail, kb, out
-from .common import BoardOpt, steps
+from .common import BoardOpt, ForceOpt, JsonOpt, app, err, fail, flag, kb, out, steps
 
 
 @app.command()
@@ -22,13 +21,13 @@ def shrink(
     val: Optional[Path] = typer.Option(None, "--val", help="Held-out samples to measure accuracy on (labels, or agreement with the original's top-1)."),
     width: Optional[float] = typer.Option(None, "--width", "-w", min=0.01, max=1.0, help="Width multiplier: every Conv2D/Dense (but the output) keeps this share of its channels."),
     prune: Optional[float] = typer.Option(None, "--prune", min=0.0, max=0.95, help="Remove this share of all filters, least important first, ranked across layers (structured pruning; shrinks flash, SRAM and MACs)."),
-    unstructured: bool = typer.Option(False, "--unstructured", help="With --prune: magnitude-prune individual weights instead (tensorflow-model-optimization); the report shows it saves no flash in a dense int8 model."),
-    auto: bool = typer.Option(False, "--auto", help="Search widths 1, 0.75, 0.5, 0.35, 0.25 with PTQ (and QAT where PTQ loses accuracy) and keep the most accurate that fits."),
+    unstructured: bool = flag("--unstructured", help="With --prune: magnitude-prune individual weights instead (tensorflow-model-optimization); the report shows it saves no flash in a dense int8 model."),
+    auto: bool = flag("--auto", help="Search widths 1, 0.75, 0.5, 0.35, 0.25 with PTQ (and QAT where PTQ loses accuracy) and keep the most accurate that fits."),
     max_drop: Optional[float] = typer.Option(None, "--max-accuracy-drop", help="With --auto: accuracy points the int8 model may lose against the original's."),
     floor: Optional[float] = typer.Option(None, "--accuracy-floor", help="With --auto: the lowest int8 accuracy accepted (0-1)."),
     epochs: int = typer.Option(10, "--epochs", min=1, help="Distillation epochs."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where model.keras, model.tflite (int8) and shrink.json go. Default: build/<board>-shrunk/."),
-    force: bool = typer.Option(False, "--force", help="Write into an --out that holds files tinygen did not write, beside them; yours are still never overwritten or removed."),
+    force: bool = ForceOpt,
     as_json: bool = JsonOpt,
 ):
     """Make a model thinner for a board: width multiplier, distillation from the original, int8.

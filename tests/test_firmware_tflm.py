@@ -87,6 +87,8 @@ def test_mlperf_harness_firmware_in_qemu(shared_models, tmp_path):
     from qemu_serial import qemu_uart
     from tinygen.device.mlperf import MlperfDut
     from tinygen.device.monitor import open_port
+    from tinygen.model import graph as analyze
+    from tinygen.tflm.interpreter import int8_predict
 
     path = shared_models / "kws_ref_model.tflite"
     g = analyze.parse(path.read_bytes())
@@ -111,7 +113,7 @@ def test_mlperf_harness_firmware_in_qemu(shared_models, tmp_path):
 @pytest.mark.skipif(not AMBIQ_ROOT, reason="AMBIQ_ROOT is not set: point it at the AmbiqSuite SDK with boards_sfe")
 def test_sparkfun_edge_camera_firmware_links(shared_models, tmp_path):
     result = build(load_board("sparkfun-edge"), shared_models / "vww_96_int8.tflite", None, tmp_path / "fw",
-                   input_source="camera")
+                   opts=BuildOptions(input_source="camera"))
     compile_and_run(result, Path(TFLM_ROOT), {"AMBIQ_ROOT": Path(AMBIQ_ROOT)})
     assert result.size.text + result.size.data <= result.report.flash.total_bytes
     assert result.size.data + result.size.bss <= result.report.sram.total_bytes - result.report.stack_bytes

@@ -5,6 +5,7 @@ activation ranges, each with TFLite's own formulas and rounding."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from ..errors import TinygenError
 from ..model.graph import Graph, padding_before
+from ..model.verify import verify
 
 KERNEL_DIR = "aot"   # under firmware/
 
@@ -38,6 +40,7 @@ KERNELS = {
     "EXPAND_DIMS": (None, None),
 }
 ALIAS_OPS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}
+_NEEDS_OPTIONS = {"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"}
 # Whose arithmetic to reproduce where the interpreters differ: TFLite 2.21 requantizes
 # FULLY_CONNECTED with one rounding, TFLite Micro (and TFLite's other int8 kernels) with two;
 # TFLite works MUL's multiplier out from float32 scales, TFLite Micro in double.
@@ -57,6 +60,8 @@ def _round_away(x: float) -> int:
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
     """TFLite's QuantizeMultiplier (double rounding build): real = q / 2^31 * 2^shift."""
+    if not math.isfinite(real):
+        raise AotError(f"A quantization multiplier is {real}: the model's scales make no finite rescale.")
     if real == 0.0:
         return 0, 0
     m, shift = math.frexp(real)
@@ -184,7 +189,12 @@ class _Lowering:
         if tt.dtype not in _NP:
             raise AotError(f"A constant {tt.dtype} tensor ('{tt.name}') has no place in tinygen's AOT runtime; "
                            "use --runtime tflm.")
-        return np.frombuffer(self.data[tt.buffer], dtype=_NP[tt.dtype]).reshape(tt.shape)
+        data = self.data[tt.buffer] if 0 <= tt.buffer < len(self.data) else b""
+        if not tt.is_const or len(data) != tt.elements * np.dtype(_NP[tt.dtype]).itemsize:
+            raise AotError(f"Tensor '{tt.name}' (tensor {t}) is read as a constant {tt.dtype} {list(tt.shape)}, and "
+                           f"the model holds {len(data)} bytes for it; tinygen's AOT runtime needs its values in the "
+                           "model.")
+        return np.frombuffer(data, dtype=_NP[tt.dtype]).reshape(tt.shape)
 
     def q(self, t: int) -> tuple[float, int]:
         tt = self.g.tensors[t]
@@ -210,7 +220,15 @@ class _Lowering:
             if o.op not in KERNELS:
                 raise AotError(f"{o.op} is not one of the ops tinygen's AOT runtime has kernels for "
                                f"({', '.join(sorted(KERNELS))}); build with --runtime tflm instead.")
-            getattr(self, "_" + o.op.lower())(o)
+            if o.op in _NEEDS_OPTIONS and o.options is None:
+                raise AotError(f"{o.op} (operator {o.index}) has no options table; tinygen's AOT runtime needs its "
+                               "strides, padding and activation.")
+            try:
+                getattr(self, "_" + o.op.lower())(o)
+            except (IndexError, ValueError, ZeroDivisionError, OverflowError, AttributeError, TypeError) as e:
+                # shapes, ranks or options a verified model may still hold and a kernel cannot take
+                raise AotError(f"tinygen's AOT runtime cannot lower {o.op} (operator {o.index}): its shapes or options "
+                               f"do not fit the kernel ({type(e).__name__}: {e}); use --runtime tflm.") from None
 
     def _step(self, o, params_type: str, params: dict, arrays, inputs, output, in_place=False, comment="",
               kernel: str | None = None, const_operands: dict[int, str] | None = None) -> None:
@@ -454,6 +472,9 @@ class _Lowering:
         if zp_out != -128:
             raise AotError("LOGISTIC's int8 output must have zero point -128, as TFLite requires.")
         mant, shift = math.frexp(float(np.float64(s_in)) * (1 << (31 - 4)))
+        if not 0 <= shift <= 62:
+            raise AotError(f"LOGISTIC (operator {o.index}) has the input scale {s_in:g}; the int8 logistic takes "
+                           "2^-28 to 2^35.")
         m = _round_away(mant * (1 << 31))
         params = dict(size=self.g.tensors[x].elements, in_zero_point=zp_in,
                       input_range_radius=_input_radius(4, shift), input_multiplier=m, input_left_shift=shift)
@@ -537,6 +558,9 @@ class _Lowering:
 
     def _alias(self, o) -> None:
         x, y = o.inputs[0], o.outputs[0]
+        if self.g.tensors[x].nbytes != self.g.tensors[y].nbytes:
+            raise AotError(f"{o.op} (operator {o.index}) makes {list(self.g.tensors[y].shape)} of "
+                           f"{list(self.g.tensors[x].shape)}: not the same bytes.")
         self.aliases[y] = self.aliases.get(x, x)
 
     _reshape = _alias
@@ -564,6 +588,8 @@ def lower(graph: Graph, model_bytes: bytes, match: str = "tflm") -> Program:
         raise AotError(f"--match must be one of {', '.join(MATCHES)}, not '{match}'.")
     if graph.subgraph_count != 1:
         raise AotError(f"The model has {graph.subgraph_count} subgraphs; tinygen's AOT runtime compiles one.")
+    if hashlib.sha256(model_bytes).hexdigest() != graph.sha256:
+        verify(model_bytes)   # not the bytes the graph was parsed (and verified) from: the weights come from them
     low = _Lowering(graph, model_bytes, match)
     low.lower()
     steps = low.steps

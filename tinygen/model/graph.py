@@ -11,6 +11,7 @@ import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from ..errors import ModelError
+from .verify import verified_model
 
 _TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -140,34 +141,22 @@ def _op_name(model, opcode_index: int) -> str:
 
 
 def parse(model_bytes: bytes, name: str = "model") -> Graph:
-    """Parse and check a .tflite flatbuffer. A ModelError says what is wrong with it."""
-    if len(model_bytes) < 8 or model_bytes[4:8] != b"TFL3":
-        raise ModelError(f"{name} is not a TensorFlow Lite model (no TFL3 identifier).")
-    try:
-        model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
-        graph = _build(model, model_bytes)
-    except ModelError:
-        raise
-    except Exception:  # flatbuffers reports truncation as struct/index errors
-        raise ModelError(
-            f"{name} is corrupt or truncated: its flatbuffer cannot be read."
-        ) from None
-    return graph
+    """Verify (verify.py: nothing is read before the flatbuffer and the graph are checked) and
+    read a .tflite. A ModelError says what is wrong with it."""
+    model = verified_model(model_bytes, name)
+    g = _build(model, model_bytes)
+    if not g.inputs or not g.outputs:
+        raise ModelError(f"{name} has no {'inputs' if not g.inputs else 'outputs'}; tinygen needs a model that "
+                         "takes an input and gives an output.")
+    return g
 
 
 def _build(model, model_bytes: bytes) -> Graph:
-    if not model.subgraphs:
-        raise ModelError("The model has no subgraphs.")
     sg = model.subgraphs[0]
     buffers = model.buffers or []
     tensors = []
     for i, t in enumerate(sg.tensors or []):
-        buf = buffers[t.buffer] if 0 <= t.buffer < len(buffers) else None
-        has_data = buf is not None and (
-            (buf.data is not None and len(buf.data) > 0) or buf.offset > 1
-        )
-        if buf is not None and buf.offset > 1 and buf.offset + buf.size > len(model_bytes):
-            raise ModelError("The model is truncated: a weight buffer points past the end of the file.")
+        data = buffers[t.buffer].data
         q = t.quantization
         shape = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
         tensors.append(Tensor(
@@ -176,7 +165,8 @@ def _build(model, model_bytes: bytes) -> Graph:
             shape=shape,
             dtype=_TYPE_NAMES.get(t.type, f"TYPE_{t.type}"),
             buffer=t.buffer,
-            is_const=bool(has_data),
+            # as TFLM decides it: a tensor is constant when its buffer holds data
+            is_const=data is not None and len(data) > 0,
             is_variable=bool(t.isVariable),
             scale=None if q is None or q.scale is None else np.asarray(q.scale, dtype=np.float32),
             zero_point=None if q is None or q.zeroPoint is None else np.asarray(q.zeroPoint, dtype=np.int64),
@@ -193,17 +183,14 @@ def _build(model, model_bytes: bytes) -> Graph:
             options=o.builtinOptions,
             options_type=int(o.builtinOptionsType),
         ))
-    for o in operators:
-        for t in o.inputs + o.outputs:
-            if t >= len(tensors):
-                raise ModelError("The model is corrupt: an operator refers to a tensor that does not exist.")
     has_offline = any(
-        (m.name.decode() if isinstance(m.name, bytes) else m.name) == "OfflineMemoryAllocation"
+        (m.name.decode(errors="replace") if isinstance(m.name, bytes) else m.name) == "OfflineMemoryAllocation"
         for m in (model.metadata or [])
     )
     g = Graph(
         tensors=tensors, operators=operators,
-        inputs=[int(x) for x in sg.inputs], outputs=[int(x) for x in sg.outputs],
+        inputs=[int(x) for x in (sg.inputs if sg.inputs is not None else [])],
+        outputs=[int(x) for x in (sg.outputs if sg.outputs is not None else [])],
         subgraph_count=len(model.subgraphs), model_bytes=len(model_bytes),
         sha256=hashlib.sha256(model_bytes).hexdigest(), has_offline_plan=has_offline,
     )

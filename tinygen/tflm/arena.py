@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from ..errors import ModelError
 from ..model.graph import Graph, Operator, padding_before
 
 ARENA_ALIGNMENT = 16  # MicroArenaBufferAlignment()
@@ -118,6 +119,9 @@ class _ConvGeometry:
 
 def _conv_geometry(g: Graph, op: Operator) -> _ConvGeometry:
     inp, filt, out = g.tensors[op.inputs[0]], g.tensors[op.inputs[1]], g.tensors[op.outputs[0]]
+    if len(inp.shape) != 4 or len(filt.shape) != 4 or len(out.shape) != 4 or op.options is None:
+        raise ModelError(f"{op.op} (operator {op.index}) needs 4-dimensional input, filter and output and its "
+                         "options to be planned.")
     n, ih, iw, ic = inp.shape
     _, kh, kw, fc = filt.shape
     _, oh, ow, oc = out.shape
@@ -234,7 +238,12 @@ def plan_arena(g: Graph, target: Target = Target()) -> ArenaPlan:
     # PrepareSubgraphs: persistent buffers and scratch requests
     scratch: list[tuple[int, int]] = []  # (bytes, node index)
     for op in g.operators:
-        persistent, requests, modelled = _kernel_allocations(g, op, target, sizes)
+        try:
+            persistent, requests, modelled = _kernel_allocations(g, op, target, sizes)
+        except (IndexError, ValueError, AttributeError, TypeError) as e:
+            # a verified model whose shapes or options this kernel's allocations cannot be read from
+            raise ModelError(f"The arena of {op.op} (operator {op.index}) cannot be worked out from its tensors "
+                             f"and options ({type(e).__name__}: {e}).") from None
         if not modelled and op.op not in unmodelled:
             unmodelled.append(op.op)
         for what, n in persistent:

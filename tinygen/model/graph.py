@@ -198,10 +198,16 @@ def _build(model, model_bytes: bytes) -> Graph:
     return g
 
 
+_BIASED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"}
+
+
 def _layer(g: Graph, o: Operator) -> Layer:
     ins = [g.tensors[i] for i in o.inputs if i >= 0]
     outs = [g.tensors[i] for i in o.outputs if i >= 0]
-    params = sum(t.elements for t in ins if t.is_const)
+    # Parameters are weights and biases; an integer constant anywhere else is a shape, an axis or
+    # paddings (RESHAPE, MEAN, PAD...), not something the network learnt.
+    params = sum(t.elements for t in ins if t.is_const
+                 and (t.dtype not in ("INT32", "INT64") or o.op in _BIASED_OPS))
     out = outs[0] if outs else None
     out_elems = out.elements if out else 0
     macs = 0

@@ -161,6 +161,7 @@ def quantize_and_score(inputs: Inputs, eval_limit: int = 1000, progress: Progres
     with quiet():
         model_bytes = quantize.quantize(src, inputs.calibration, inputs.keras_model)
     graph = parse(model_bytes, src.name)
+    progress("Running it once in TFLite Micro", None, None)
     check_runs(model_bytes, graph, src.name)   # TFLM allocates and runs it, in a child process it may crash
     acc = Accuracy(None, None, 0, "none")
     eval_set = inputs.validation if inputs.validation is not None else (

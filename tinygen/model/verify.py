@@ -650,12 +650,7 @@ def _convolution(c: _OpCheck, depthwise: bool) -> None:
         if y.shape[0] != n or y.shape[3] != oc:
             c.fail(f"makes {y.label} {list(y.shape)} from a batch of {n} and {oc} filters")
     _spatial(c, x, y, kh, kw)
-    if b is not None:
-        want = {"FLOAT32": ("FLOAT32",), "INT8": ("INT32",), "INT16": ("INT64", "INT32")}[x.type]
-        if b.type not in want:
-            c.fail(f"has a {b.type} bias ({b.label}); with {x.type} input it is {' or '.join(want)}")
-        if b.elements != oc:
-            c.fail(f"has {oc} output channels and {b.elements} biases ({b.label})")
+    _bias(c, x, b, oc, "output channels")
     c.activation()
     if x.type == "FLOAT32":
         return
@@ -668,6 +663,17 @@ def _convolution(c: _OpCheck, depthwise: bool) -> None:
     for fs in w.scale:
         c.multiplier(float(np.float64(x.s) * np.float64(fs) / np.float64(y.s)) if y.s else math.inf,
                      "the effective output scale (input x filter / output scale)")
+
+
+def _bias(c: _OpCheck, x, b, count: int, what: str) -> None:
+    """A convolution's or dense layer's bias: the type its kernel reads for x's type, one per output."""
+    if b is None:
+        return
+    want = {"FLOAT32": ("FLOAT32",), "INT8": ("INT32",), "INT16": ("INT64", "INT32")}[x.type]
+    if b.type not in want:
+        c.fail(f"has a {b.type} bias ({b.label}); with {x.type} input it is {' or '.join(want)}")
+    if b.elements != count:
+        c.fail(f"has {count} {what} and {b.elements} biases ({b.label})")
 
 
 def _check_conv_2d(c: _OpCheck) -> None:
@@ -697,12 +703,7 @@ def _check_fully_connected(c: _OpCheck) -> None:
             c.fail(f"reads rows of {depth} from {x.label} {list(x.shape)}, which has {x.elements} elements")
         if not y.shape or y.shape[-1] != units or y.elements != rows * units:
             c.fail(f"makes {rows} rows of {units} from {x.label}, and its output {y.label} is {list(y.shape)}")
-    if b is not None:
-        want = {"FLOAT32": ("FLOAT32",), "INT8": ("INT32",), "INT16": ("INT64", "INT32")}[x.type]
-        if b.type not in want:
-            c.fail(f"has a {b.type} bias ({b.label}); with {x.type} input it is {' or '.join(want)}")
-        if b.elements != units:
-            c.fail(f"has {units} units and {b.elements} biases ({b.label})")
+    _bias(c, x, b, units, "units")
     c.activation()
     if x.type == "FLOAT32":
         return

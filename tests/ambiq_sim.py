@@ -1,7 +1,9 @@
 """A simulated Ambiq Apollo3 secure bootloader on a pseudo-terminal, for flash tests.
 
 It checks every frame (CRC32, length, type, sequence), rebuilds what was sent, and can be
-told to stop answering, corrupt or NACK a reply, or pace itself to a baud rate."""
+told to stop answering, corrupt, NACK or lose a reply, pace itself to a baud rate, or sleep in
+the application until a reset with the bootload pin high wakes its bootloader. Data Acks carry
+the next sequence number (byte offset) expected, as Ambiq's Secure Update Flow (6.1) defines."""
 
 from __future__ import annotations
 
@@ -22,12 +24,17 @@ def crc32(b: bytes) -> int:
 
 class SimulatedBootloader(threading.Thread):
     def __init__(self, baud: int | None = None, stop_after: int | None = None, corrupt: set[int] = frozenset(),
-                 nack: set[int] = frozenset(), delay: float = 0.0):
+                 nack: set[int] = frozenset(), delay: float = 0.0, lose: set[int] = frozenset(),
+                 asleep: bool = False, missed_resets: int = 0):
         super().__init__(daemon=True)
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)
         self.path = os.ttyname(self.slave)
         self.baud, self.stop_after, self.corrupt, self.nack, self.delay = baud, stop_after, corrupt, nack, delay
+        self.lose = lose                        # message numbers processed but whose reply never arrives
+        self.asleep = asleep                    # in the application: Hello goes unanswered
+        self.missed_resets = missed_resets      # resets that come too late for the bootload pin
+        self.resets = 0
         self.messages = 0
         self.kinds: list[int] = []     # the type of every message received, in order
         self.errors: list[str] = []
@@ -53,7 +60,15 @@ class SimulatedBootloader(threading.Thread):
             time.sleep(n * 10 / self.baud)   # the wire's pace: 10 bits a byte at 8N1
         return buf
 
+    def reset(self) -> None:
+        """Reset released with the bootload pin high (the host let go of DTR and RTS)."""
+        self.resets += 1
+        if self.resets > self.missed_resets:
+            self.asleep = False
+
     def _reply(self, kind: int, words: list[int]) -> None:
+        if self.messages in self.lose:
+            return
         params = struct.pack("<I", ((len(words) * 4 + 8) << 16) | kind) + struct.pack(f"<{len(words)}I", *words)
         frame = bytearray(struct.pack("<I", crc32(params)) + params)
         if self.messages in self.corrupt:
@@ -79,8 +94,11 @@ class SimulatedBootloader(threading.Thread):
                     continue   # the board has gone quiet
                 status = 10 if self.messages in self.nack else 0
                 if kind == HELLO:
+                    if self.asleep:
+                        continue
                     self._reply(STATUS, [0x3, 0x48000, 0, 0x1] + [0] * 16)
                     continue
+                seq = 0
                 if kind == UPDATE:
                     size, crc_part, _ = struct.unpack_from("<III", params, 4)
                     self._part, self._want = bytearray(), (size, crc_part)
@@ -88,7 +106,10 @@ class SimulatedBootloader(threading.Thread):
                     offset = struct.unpack_from("<I", params, 4)[0]
                     if status == 0:
                         if offset != len(self._part):
-                            self.errors.append(f"data at {offset}, expected {len(self._part)}")
+                            # a host re-sending a chunk whose Ack was lost is not an error: the
+                            # NACK tells it where to go on
+                            if offset + len(params) - 8 != len(self._part):
+                                self.errors.append(f"data at {offset}, expected {len(self._part)}")
                             status = 10
                         else:
                             self._part += params[8:]
@@ -96,11 +117,12 @@ class SimulatedBootloader(threading.Thread):
                                 if crc32(bytes(self._part)) != self._want[1]:
                                     self.errors.append("part CRC mismatch")
                                 self.parts.insert(0, bytes(self._part))   # parts arrive last first
+                    seq = len(self._part)
                 elif kind == RESET:
                     self.reset_kind = struct.unpack_from("<I", params, 4)[0]
                 elif kind != OTADESC:
                     self.errors.append(f"unexpected message type {kind}")
-                self._reply(ACK, [kind, status, self.messages])
+                self._reply(ACK, [kind, status, seq])
         except (EOFError, OSError):
             return
 

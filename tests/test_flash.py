@@ -72,7 +72,102 @@ def test_a_nack_is_retried():
     finally:
         sim.close()
     assert sim.errors == [] and sim.installed()[1][:5000] == app(5000)
-    assert any("NACK: out of sequence; try 1 of 4" in t for t in io.transcript)
+    assert any("NACK: out of sequence, the bootloader expects 0; sending again" in t for t in io.transcript)
+
+
+def test_a_lost_reply_to_a_data_chunk_goes_on_where_the_bootloader_is():
+    """The Ack to the first Data chunk never arrives: tinygen sends the chunk again, the bootloader
+    (which has it) answers out of sequence with the next offset it expects, and tinygen goes on
+    from there instead of re-sending until it gives up."""
+    sim = SimulatedBootloader(lose={4})
+    sim.start()
+    try:
+        result, io, _ = flash_edge(sim, app(20_000))
+    finally:
+        sim.close()
+    assert sim.errors == [] and sim.installed()[1][:20_000] == app(20_000)
+    assert sim.kinds[:6] == [HELLO, OTADESC, UPDATE, DATA, DATA, DATA]   # chunk 0, chunk 0 again, chunk 1
+    assert any("no answer within 1 s; try 1 of 4" in t for t in io.transcript)
+    assert any("expects offset 8,180 next (it has this chunk already): going on" in t for t in io.transcript)
+
+
+class _WiredIO(IO):
+    """The Edge's serial adapter as asb.py relies on it: releasing DTR (and RTS) releases reset with
+    the bootload pin high. Only the modem lines are simulated; the bytes go over the pty."""
+
+    def __init__(self, sim, **kw):
+        super().__init__(**kw)
+        self.sim = sim
+
+    def open_serial(self, url, baud, timeout):
+        port = super().open_serial(url, baud, timeout)
+        sim = self.sim
+
+        class Wired(type(port)):
+            def set_lines(self, dtr, rts):
+                self.io.note(f"DTR {'on' if dtr else 'off'}, RTS {'on' if rts else 'off'}")
+                if not dtr and not rts:
+                    sim.reset()
+                return True
+        port.__class__ = Wired
+        return port
+
+
+@pytest.mark.parametrize("missed", [0, 2])
+def test_reset_into_the_bootloader_through_dtr_rts(missed):
+    """A board asleep in its application is reset into its bootloader through DTR/RTS, as asb.py
+    does; a reset the bootloader misses is tried again, up to three times."""
+    sim = SimulatedBootloader(asleep=True, missed_resets=missed)
+    sim.start()
+    io = _WiredIO(sim, say=lambda t: None)
+    try:
+        result = get_runner("ambiq-uart")(EDGE, io, sim.path, 921600, timeout=0.5).flash(
+            Image(app(3000), 0xC000, __import__("pathlib").Path("fw.bin"), "bin"), lambda d, t: None)
+    finally:
+        sim.close()
+    assert sim.errors == [] and sim.installed()[1][:3000] == app(3000)
+    assert sim.resets == missed + 1
+    assert f"after {missed + 1} reset(s) through DTR/RTS" in result.steps[0]
+    assert io.transcript[1:4] == ["wait 5 ms", "DTR off, RTS off", "wait 100 ms"]
+
+
+def test_a_board_that_never_wakes_names_the_button():
+    sim = SimulatedBootloader(asleep=True, missed_resets=99)
+    sim.start()
+    io = _WiredIO(sim, say=lambda t: None)
+    try:
+        with pytest.raises(FlashError, match="did not answer the Hello after 3 resets through DTR/RTS.*hold button 14"):
+            get_runner("ambiq-uart")(EDGE, io, sim.path, 921600, timeout=0.3).flash(
+                Image(app(100), 0xC000, __import__("pathlib").Path("fw.bin"), "bin"), lambda d, t: None)
+    finally:
+        sim.close()
+
+
+def test_replies_wait_as_long_as_ambiqs_host():
+    """Ambiq's uart_wired_update.py waits 12 s for a reply (the last comes after the flash write);
+    --timeout changes it; the Hello waits asb.py's 5 s at most."""
+    from tinygen.device.runners import ambiq_uart
+
+    assert ambiq_uart.REPLY_TIMEOUT == 12.0 and ambiq_uart.HELLO_TIMEOUT == 5.0
+    timeouts = []
+
+    class Recording(IO):
+        def open_serial(self, url, baud, timeout):
+            port = super().open_serial(url, baud, timeout)
+            timeouts.append(timeout)
+            real = port.set_timeout
+            port.set_timeout = lambda t: (timeouts.append(t), real(t))
+            return port
+
+    for options in ({}, {"timeout": 30.0}):
+        sim = SimulatedBootloader()
+        sim.start()
+        try:
+            get_runner("ambiq-uart")(EDGE, Recording(say=lambda t: None), sim.path, 921600, **options).flash(
+                Image(app(100), 0xC000, __import__("pathlib").Path("fw.bin"), "bin"), lambda d, t: None)
+        finally:
+            sim.close()
+    assert timeouts == [5.0, 12.0, 5.0, 30.0]
 
 
 def test_a_corrupt_reply_is_retried():
@@ -132,7 +227,8 @@ def test_dry_run_byte_stream_is_exact(tmp_path):
             message(3, struct.pack("<III", len(part), zlib.crc32(part) & 0xFFFFFFFF, 0)),
             message(8, struct.pack("<I", 0) + part), message(6, struct.pack("<I", 2))]
     fmt = lambda b: f"-> {len(b)} bytes {b[:16].hex()}{'...' if len(b) > 16 else ''}"  # noqa: E731
-    assert io.transcript == ["open /dev/ttyUSB0 at 921600 baud"] + [fmt(b) for b in sent]
+    assert io.transcript == (["open /dev/ttyUSB0 at 921600 baud", "wait 5 ms", "DTR off, RTS off", "wait 100 ms"]
+                             + [fmt(b) for b in sent])
 
 
 class FakeTarget:

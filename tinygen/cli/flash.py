@@ -21,6 +21,8 @@ def flash(
     baud: Optional[int] = typer.Option(None, "--baud", help="Bootloader baud rate. Default: the board's (921600 on the Edge)."),
     drive: Optional[Path] = typer.Option(None, "--drive", help="uf2: the RPI-RP2 drive's mount point, if not found by itself."),
     probe: Optional[str] = typer.Option(None, "--probe", help="pyocd: the unique id of the probe to use, if several are plugged in."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=0.1, help="ambiq-uart: seconds to wait for each bootloader reply. Default 12, as Ambiq's own script (the last reply comes only after the flash is written); the Hello waits 5 at most."),
+    reset: bool = typer.Option(True, "--reset/--no-reset", help="ambiq-uart: reset the board into its bootloader through the adapter's DTR/RTS lines, as SparkFun's asb.py does. --no-reset: it already waits there (button 14 held while pressing reset)."),
     dry_run: bool = flag("--dry-run", help="Print exactly what would run or be sent, and touch nothing."),
     monitor_after: bool = flag("--monitor", help="Go straight on into `tinygen monitor` on the same port."),
     as_json: bool = JsonOpt,
@@ -36,7 +38,8 @@ def flash(
       tinygen flash --board nucleo-l4r5zi build/l4
       tinygen flash --board raspberry-pi-pico build/pico --dry-run
     """
-    flash_image(image, board, port, runner, baud, dry_run, monitor_after, as_json, drive=drive, probe=probe)
+    flash_image(image, board, port, runner, baud, dry_run, monitor_after, as_json, drive=drive, probe=probe,
+                timeout=timeout, reset=reset)
 
 
 def flash_image(image: Path, board: str, port: Optional[str], runner: Optional[str] = None, baud: Optional[int] = None,

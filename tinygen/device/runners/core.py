@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,11 @@ class IO:
             r = subprocess.run(argv, capture_output=True, text=True)
             if r.returncode != 0:
                 raise FlashError(f"`{shlex.join(argv)}` failed: {(r.stderr or r.stdout).strip()[:300]}")
+
+    def sleep(self, seconds: float) -> None:
+        self.note(f"wait {seconds * 1000:g} ms")
+        if not self.dry_run:
+            time.sleep(seconds)
 
     def open_serial(self, url: str, baud: int, timeout: float):
         self.note(f"open {url} at {baud} baud")
@@ -70,6 +76,21 @@ class _LoggedPort:
             self.io.note(f"<- {len(data)} bytes {data[:16].hex()}{'...' if len(data) > 16 else ''}")
         return data
 
+    def set_lines(self, dtr: bool, rts: bool) -> bool:
+        """Drive the modem lines; False where the port has none (a pty, some adapters, a socket)."""
+        self.io.note(f"DTR {'on' if dtr else 'off'}, RTS {'on' if rts else 'off'}")
+        try:
+            self.port.dtr, self.port.rts = dtr, rts
+        except Exception:   # noqa: BLE001 - pyserial raises SerialException, OSError or ValueError by backend
+            return False
+        return True
+
+    def discard_input(self) -> None:
+        self.port.reset_input_buffer()
+
+    def set_timeout(self, seconds: float) -> None:
+        self.port.timeout = seconds
+
     def close(self) -> None:
         self.port.close()
 
@@ -85,6 +106,16 @@ class _DryPort:
 
     def read(self, n: int) -> bytes:
         return b""
+
+    def set_lines(self, dtr: bool, rts: bool) -> bool:
+        self.io.note(f"DTR {'on' if dtr else 'off'}, RTS {'on' if rts else 'off'}")
+        return True
+
+    def discard_input(self) -> None:
+        pass
+
+    def set_timeout(self, seconds: float) -> None:
+        pass
 
     def close(self) -> None:
         pass

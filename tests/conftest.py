@@ -21,6 +21,18 @@ def shared_models() -> Path:
     return SHARED_MODELS
 
 
+@pytest.fixture(scope="session")
+def portless_board(tmp_path_factory) -> str:
+    """A user's board file for a part tinygen has no firmware port for (the NUCLEO-L4R5ZI's
+    figures, another family): what such a board gets is the model, the fit report and aot/."""
+    text = (REPO / "boards" / "nucleo-l4r5zi.toml").read_text()
+    text = text.replace('id = "nucleo-l4r5zi"', 'id = "my-board"').replace('family = "stm32l4"', 'family = "myfamily"')
+    assert 'family = "myfamily"' in text
+    path = tmp_path_factory.mktemp("boards") / "my-board.toml"
+    path.write_text(text)
+    return str(path)
+
+
 def pytest_configure(config):
     from tinymodels import seed
 

@@ -54,14 +54,14 @@ def test_int8_tflite_passes_through_unscored(shared_models):
     assert q.accuracy.samples == 0 and q.accuracy.kind == "none"
 
 
-def test_check_counts_the_test_vectors_only_where_they_go(digits):
+def test_check_counts_the_test_vectors_only_where_they_go(digits, portless_board):
     _, q = digits
     board = load_board("mps2-an386")
     per = q.graph.tensors[q.graph.inputs[0]].nbytes + q.graph.tensors[q.graph.outputs[0]].nbytes
     assert check(board, q, "m", BuildOptions(vector_count=4), writes_project=True).test_vector_bytes == 4 * per
     assert check(board, q, "m", BuildOptions(vector_count=4), writes_project=False).test_vector_bytes == 0
     assert check(board, q, "m", BuildOptions(input_source="serial"), writes_project=True).test_vector_bytes == 0
-    no_port = load_board("nucleo-l4r5zi")
+    no_port = load_board(portless_board)
     assert check(no_port, q, "m", BuildOptions(), writes_project=True).test_vector_bytes == 0
 
 
@@ -77,20 +77,25 @@ def test_test_vectors_are_the_interpreters_outputs(digits):
 @pytest.mark.parametrize("board,runtime,expect", [
     ("mps2-an386", "tflm", {"src/main.cc", "src/model_data.cc", "src/test_vectors.cc", "Makefile", "port/harness.c"}),
     ("mps2-an386", "aot", {"src/main.c", "aot/tg_model.c", "aot/tg_conv.c", "src/test_vectors.c", "Makefile"}),
-    ("nucleo-l4r5zi", "aot", {"aot/tg_model.c", "aot/tg_model.h"}),       # no port: the portable C only
-    ("nucleo-l4r5zi", "tflm", {"model_data.cc", "model_data.h"}),
+    ("portless", "aot", {"aot/tg_model.c", "aot/tg_model.h"}),       # no port: the portable C only
+    ("portless", "tflm", {"model_data.cc", "model_data.h"}),
 ])
-def test_write_outputs(digits, tmp_path, board, runtime, expect):
+def test_write_outputs(digits, tmp_path, board, runtime, expect, portless_board):
     _, q = digits
     opts = BuildOptions(vector_count=2, runtime=runtime)
-    report = check(load_board(board), q, "model.h5", opts, writes_project=True)
+    report = check(load_board(portless_board if board == "portless" else board), q, "model.h5", opts, writes_project=True)
     result = write_outputs(BuildResult(report, q.model_bytes, q.accuracy, "test"), q, "model.h5", tmp_path / "o", opts)
     written = {str(p.relative_to(tmp_path / "o")) for p in (tmp_path / "o").rglob("*") if p.is_file()}
     assert written == set(result.files) | {".tinygen-manifest.json"} and expect <= written and {"model.tflite", "fit.json"} <= written
     assert result.project == (board == "mps2-an386")
     assert json.loads((tmp_path / "o" / "fit.json").read_text())["runtime"] == runtime
-    if board == "nucleo-l4r5zi":
-        assert "no firmware port for nucleo-l4r5zi" in result.warnings[-1]
+    project = json.loads((tmp_path / "o" / "fit.json").read_text())["project"]
+    if board == "portless":
+        assert "no firmware port for my-board (myfamily)" in result.warnings[-1]
+        assert project is None and "no firmware port" in result.to_json()["project_reason"]
+    else:
+        assert project == {"port": "mps2", "runtime": runtime, "files": sorted(set(result.files) - {"model.tflite", "fit.json"})}
+        assert expect - {"model.tflite"} <= set(project["files"])
 
 
 def test_build_is_the_stages_in_order(tmp_path):

@@ -124,11 +124,11 @@ int main(void) {
     assert protocol.parse_line(corrupted) is None
 
 
-def test_no_port_board_refuses_compile(shared_models, tmp_path):
+def test_no_port_board_refuses_compile(shared_models, tmp_path, portless_board):
     from tinygen.pipeline.build import compile_and_run
     from tinygen.errors import TinygenError
 
-    result = build(load_board("nucleo-l4r5zi"), shared_models / "ad01_int8.tflite", None, tmp_path / "p", opts=BuildOptions(vector_count=1))
+    result = build(load_board(portless_board), shared_models / "ad01_int8.tflite", None, tmp_path / "p", opts=BuildOptions(vector_count=1))
     with pytest.raises(TinygenError, match="no firmware project"):
         compile_and_run(result, None, {})
 

@@ -79,6 +79,9 @@ class BuildResult:
     out_dir: Path | None = None
     files: list[str] = field(default_factory=list)
     project: bool = False
+    project_port: str | None = None      # the firmware port that made the project
+    project_files: list[str] = field(default_factory=list)
+    project_reason: str | None = None    # why there is no project, where there is none
     size: object | None = None       # project.make.ImageSize, with --compile
     run: object | None = None        # device.qemu.RunResult, with --run
 
@@ -93,6 +96,10 @@ class BuildResult:
         if self.out_dir is not None:
             j["out"] = str(self.out_dir)
             j["files"] = self.files
+            j["project"] = ({"port": self.project_port, "runtime": self.report.runtime, "files": self.project_files}
+                            if self.project else None)
+            if not self.project:
+                j["project_reason"] = self.project_reason
         if self.size is not None:
             j["size"] = {"text": self.size.text, "data": self.size.data, "bss": self.size.bss}
         if self.run is not None:
@@ -274,16 +281,21 @@ def write_outputs(result: BuildResult, q: Quantized, model_name: str, out_dir: P
     if has_port:
         maker = aot_project_files if opts.runtime == "aot" else tflm_project_files
         files.update(maker(report, q, model_name, opts, progress))
-        result.project = True
-    elif opts.project and opts.runtime == "aot":
-        # No board port, but the model as C is portable: aot/ drops into any C99 project.
-        files.update({f"aot/{k}": v for k, v in report.compiled.files.items()})
-        result.warnings.append(f"tinygen has no firmware port for {board.id} ({board.family}) yet: wrote the model as "
-                               "C (aot/: add tg_model.c and the tg_*.c kernels to your project; tg_model.h says how "
-                               "to call it) and the fit report, not a firmware project.")
-    elif opts.project:
-        result.warnings.append(f"tinygen has no firmware port for {board.id} ({board.family}) yet: wrote the model "
-                               "and the fit report, not a firmware project.")
+        result.project, result.project_port = True, find_port(board).family
+        result.project_files = sorted(set(files) - {"model.tflite"})
+    elif not opts.project:
+        result.project_reason = "--no-project: the model and the fit report only"
+    else:
+        result.project_reason = f"tinygen has no firmware port for {board.id} ({board.family}) yet"
+        if opts.runtime == "aot":
+            # No board port, but the model as C is portable: aot/ drops into any C99 project.
+            files.update({f"aot/{k}": v for k, v in report.compiled.files.items()})
+            result.warnings.append(f"{result.project_reason}: wrote the model as C (aot/: add tg_model.c and the "
+                                   "tg_*.c kernels to your project; tg_model.h says how to call it) and the fit "
+                                   "report, not a firmware project.")
+        else:
+            result.warnings.append(f"{result.project_reason}: wrote the model and the fit report, not a firmware "
+                                   "project.")
     result.out_dir = out_dir
     result.files = sorted(list(files) + ["fit.json"])
     files["fit.json"] = json.dumps(result.to_json(), indent=2) + "\n"

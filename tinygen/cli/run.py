@@ -25,7 +25,8 @@ def run_cmd(
     force: bool = ForceOpt,
     tflm_root: Optional[Path] = typer.Option(None, "--tflm-root", envvar="TFLM_ROOT", help="With --runtime tflm: a tflite-micro checkout."),
     timeout: float = typer.Option(900.0, "--timeout", help="Seconds the firmware may run in QEMU."),
-    layers: bool = flag("--layers", help="Also time each layer (AOT in QEMU): a table, and `layers` in the JSON."),
+    layers: bool = flag("--layers", help="Also time each layer in QEMU (AOT: each kernel call; TFLM: each operator's Invoke, through TFLM's profiler interface): a table, and `layers` in the JSON."),
+    compare: bool = flag("--compare", help="Time each layer as AOT and as TFLM firmware (needs TFLM_ROOT) in the same QEMU, side by side with AOT / TFLM per layer: where tinygen's kernels are slower."),
     match: str = MatchOpt,
     plot: Optional[Path] = typer.Option(None, "--plot", help="With --layers: write the ticks per layer as a PNG."),
     as_json: bool = JsonOpt,
@@ -44,12 +45,29 @@ def run_cmd(
     Examples:
       tinygen run --board mps2-an386 --model model.h5 --runtime aot --input test-vectors
       tinygen run --board host --model model.tflite --runtime aot --json
+      tinygen run --board mps2-an386 --model kws.tflite --compare
     """
-    from ..pipeline.run import run
+    from ..pipeline.run import compare_layers, run
 
     if input_source != "test-vectors":
         fail(TinygenError(f"`tinygen run` takes --input test-vectors (outputs checked on the device); for "
                            f"{input_source} inputs, `tinygen build --input {input_source}` and `tinygen monitor`."))
+    if compare:
+        try:
+            with steps(as_json) as progress:
+                comparison = compare_layers(board, model, data, vectors, out_dir, tflm_root, progress, timeout, force)
+        except TinygenError as e:
+            fail(e)
+        except KeyboardInterrupt:
+            err.print("interrupted.")
+            raise typer.Exit(130)
+        if as_json:
+            print(json.dumps(comparison.to_json(), indent=2))
+        else:
+            _render_comparison(comparison)
+        if comparison.aot.mismatches or comparison.tflm.mismatches:
+            raise typer.Exit(3)
+        return
     try:
         with steps(as_json) as progress:
             report = run(board, model, data, runtime, vectors, out_dir, tflm_root, progress, timeout,
@@ -107,3 +125,21 @@ def _render_run(r) -> None:
         out.print(lt)
     if r.out_dir is not None:
         out.print(f"Kept the firmware project in {r.out_dir}/")
+
+
+def _render_comparison(c) -> None:
+    for r in (c.aot, c.tflm):
+        for w in r.warnings:
+            warn(w)
+        verdict = "[green]all match[/]" if r.mismatches == 0 else f"[red]{r.mismatches} differ[/]"
+        out.print(f"[bold]{r.runtime}[/]: {r.vectors} test vectors, {verdict}; {r.ticks_per_inference:,} ticks per "
+                  f"inference, arena {r.arena_bytes:,} B, flash {r.flash_bytes:,} B", highlight=False)
+    t = Table(title=f"Ticks per layer, first test vector (AOT / TFLM = {c.ratio})", title_justify="left")
+    for col in ("op", "kernel", "AOT", "TFLM", "AOT / TFLM"):
+        t.add_column(col, justify="left" if col == "kernel" else "right")
+    for l in c.layers():
+        ratio = l["ratio"]
+        shown = "" if ratio is None else (f"[red]{ratio:.2f}[/]" if ratio > 1.0 else f"{ratio:.2f}")
+        t.add_row(str(l["op_index"]), l["op"], f"{l['aot_ticks']:,}", f"{l['tflm_ticks']:,}", shown)
+    out.print(t)
+    out.print(f"  {c.aot.tick_unit}", highlight=False)

@@ -83,12 +83,57 @@ def run(board_id: str, model_path: Path | None, data_path: Path | None = None, r
             raise TinygenError("--board host runs tinygen's AOT C on this machine; TFLM firmware needs "
                                "--board mps2-an386 (or a real board).")
         return _run_host(model_path, data_path, vectors, progress, match)
-    if layers and runtime != "aot":
-        raise TinygenError("--layers times each kernel call of tinygen's AOT C; it needs --runtime aot.")
     if match != "tflm" and runtime != "aot":
         raise TinygenError("--match picks the arithmetic of tinygen's AOT C; TFLM firmware is TFLM's.")
     return _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_root, progress, timeout, layers,
                      match, force)
+
+
+@dataclass
+class LayerComparison:
+    """The same model as AOT and as TFLM firmware, timed layer by layer in the same QEMU."""
+    aot: RunReport
+    tflm: RunReport
+
+    def layers(self) -> list[dict]:
+        """Per operator: ticks under each runtime and AOT / TFLM (an op AOT runs as no kernel call,
+        such as a RESHAPE that only renames a buffer, has 0 AOT ticks)."""
+        def by_op(report: RunReport) -> dict[int, int]:
+            ticks: dict[int, int] = {}
+            for layer in report.layers:
+                ticks[layer["op_index"]] = ticks.get(layer["op_index"], 0) + layer["ticks"]
+            return ticks
+
+        aot, tflm = by_op(self.aot), by_op(self.tflm)
+        names = {l["op_index"]: l["op"] for l in self.tflm.layers + self.aot.layers}
+        return [{"op_index": i, "op": names[i], "aot_ticks": aot.get(i, 0), "tflm_ticks": tflm.get(i, 0),
+                 "ratio": round(aot.get(i, 0) / tflm[i], 3) if tflm.get(i) else None}
+                for i in sorted(set(aot) | set(tflm))]
+
+    @property
+    def ratio(self) -> float | None:
+        a, t = self.aot.ticks_per_inference, self.tflm.ticks_per_inference
+        return round(a / t, 3) if a and t else None
+
+    def to_json(self) -> dict:
+        return {"aot": self.aot.to_json(), "tflm": self.tflm.to_json(), "ratio": self.ratio, "layers": self.layers()}
+
+
+def compare_layers(board_id: str, model_path: Path | None, data_path: Path | None = None, vectors: int = 10,
+                   out_dir: Path | None = None, tflm_root: Path | None = None, progress: Progress = _noop,
+                   timeout: float = 900.0, force: bool = False) -> LayerComparison:
+    """Run the model as AOT and as TFLM firmware with per-layer timing, in the same emulator, so
+    that a user sees layer by layer where one runtime is slower (TFLM's ticks cover each operator's
+    Invoke, AOT's each kernel call; both from the port's counter)."""
+    if board_id == HOST:
+        raise TinygenError("--compare times both runtimes in QEMU; use --board mps2-an386.")
+    reports = {}
+    for runtime in ("aot", "tflm"):
+        progress(f"The {runtime.upper()} firmware", None, None)
+        reports[runtime] = _run_qemu(board_id, model_path, data_path, runtime, vectors,
+                                     Path(out_dir) / runtime if out_dir is not None else None, tflm_root, progress,
+                                     timeout, layers=True, force=force)
+    return LayerComparison(reports["aot"], reports["tflm"])
 
 
 def _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_root, progress, timeout,

@@ -18,6 +18,7 @@ from tinygen.device.runners import IO, FlashError, get_runner, load_image
 from tinygen.device.runners.ambiq_uart import DATA, HELLO, OTADESC, UPDATE, image_blob, message, wired_update_blob
 from tinygen.device.runners.image import Image
 from tinygen.device.runners.image import to_uf2, uf2_to_image
+from tinygen.device.runners.uf2 import boot2_crc
 
 EDGE = load_board("sparkfun-edge")
 
@@ -348,7 +349,9 @@ def test_uf2_runner_copies_to_the_drive(tmp_path):
     drive = tmp_path / "RPI-RP2"
     drive.mkdir()
     (drive / "INFO_UF2.TXT").write_text("UF2 Bootloader v3.0\nModel: Raspberry Pi RP2\nBoard-ID: RPI-RP2\n")
-    img = Image(app(700), 0x10000000, tmp_path / "fw.bin", "bin")
+    data = bytearray(app(700))
+    data[252:256] = boot2_crc(data).to_bytes(4, "little")   # a Pico image starts with a checksummed boot2
+    img = Image(bytes(data), 0x10000000, tmp_path / "fw.bin", "bin")
     get_runner("uf2")(pico, IO(say=lambda t: None), drive=str(drive)).flash(img, lambda d, t: None)
     back = uf2_to_image(drive / "firmware.uf2")
     assert back.address == 0x10000000 and back.data[:700] == img.data
@@ -378,9 +381,11 @@ def test_bossac_argv_is_exact(tmp_path):
     io = IO(dry_run=True, say=lambda t: None)
     img = Image(app(64), 0x10000, tmp_path / "fw.bin", "bin")
     get_runner("bossac")(nano, io, "/dev/ttyACM0").flash(img, lambda d, t: None)
-    assert io.transcript[0].startswith("write 64 bytes to ") and io.transcript[0].endswith("firmware.bin")
-    bin_path = io.transcript[0].split(" to ", 1)[1]
-    assert io.transcript[1] == f"$ bossac -d --port=/dev/ttyACM0 -U -i -e -w -v --offset=0x10000 -R {bin_path}"
+    assert io.transcript[0].startswith("Double-tap Arduino Nano 33 BLE Sense's reset button")
+    assert io.transcript[1].startswith("write 64 bytes to ") and io.transcript[1].endswith("firmware.bin")
+    bin_path = io.transcript[1].split(" to ", 1)[1]
+    # the bootloader adds its base, 0x10000: an image linked there goes at bossac's offset 0
+    assert io.transcript[2] == f"$ bossac -d --port=/dev/ttyACM0 -U -i -e -w -v --offset=0x0 -R {bin_path}"
 
 
 def test_the_emulator_has_nothing_to_flash(tmp_path):

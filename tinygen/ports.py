@@ -37,10 +37,20 @@ class Port:
     camera: dict | None = field(default=None, hash=False, compare=False)  # --input camera: driver, sources, frame size, cost
     tick_source: str | None = None                                        # what the firmware's cycle count counts (SysTick, TIMER0)
     tick_hz: int | None = None                                            # and at what rate
+    # Every SDK the port needs, in order (`[[sdk]]` in port.toml; a single `[sdk]` table is the
+    # one-element case); `sdk` above is the first, for callers that know of one.
+    sdks: tuple[dict, ...] = field(default=(), hash=False, compare=False)
+    headers: tuple[str, ...] = ()      # the port's own headers, copied into port/ beside its sources
+    static_ram_bytes: int = 0          # RAM the port keeps beyond the harness's (a USB stack's state), measured
+    make_include: str | None = None    # a make fragment among the port's files that the Makefile includes (boot2, UF2)
 
     @property
     def sdk_variable(self) -> str | None:
         return self.sdk["variable"] if self.sdk else None
+
+    @property
+    def sdk_variables(self) -> tuple[str, ...]:
+        return tuple(s["variable"] for s in self.sdks)
 
     @property
     def qemu_machine(self) -> str | None:
@@ -73,6 +83,8 @@ def _load(family: str) -> Port | None:
         return None
     data = tomllib.loads(manifest.read_text())
     sdk = data.get("sdk") or None
+    # `[[sdk]]` (several) or `[sdk]` (one); a table without a variable (mps2's empty `[sdk]`) is none
+    sdks = tuple(s for s in ([sdk] if isinstance(sdk, dict) else sdk or []) if s.get("variable"))
     run = data.get("run")
     tick_hz = data.get("tick_hz")
     # An emulated run converts the firmware's ticks to instructions, so it needs their rate.
@@ -81,8 +93,9 @@ def _load(family: str) -> Port | None:
                         "give tick_source and tick_hz (a positive integer).")
     return Port(family, directory, tuple(data["sources"]), data["linker_script"], tuple(data.get("defines", [])),
                 int(data.get("app_flash_bytes", DEFAULT_APP_FLASH_BYTES)),
-                sdk if sdk and sdk.get("variable") else None, tuple(run) if run else None, data.get("camera"),
-                data.get("tick_source"), tick_hz)
+                sdks[0] if sdks else None, tuple(run) if run else None, data.get("camera"),
+                data.get("tick_source"), tick_hz, sdks=sdks, headers=tuple(data.get("headers", [])),
+                static_ram_bytes=int(data.get("static_ram_bytes", 0)), make_include=data.get("make_include"))
 
 
 def find_port(board: Board) -> Port | None:
@@ -103,3 +116,9 @@ def port_for(board: Board) -> Port:
 def application_flash_bytes(board: Board) -> int:
     port = find_port(board)
     return port.app_flash_bytes if port else DEFAULT_APP_FLASH_BYTES
+
+
+def port_static_ram_bytes(board: Board) -> int:
+    """RAM the board's port keeps for itself beyond what the fit check counts for every port."""
+    port = find_port(board)
+    return port.static_ram_bytes if port else 0

@@ -67,6 +67,8 @@ _SCHEMA: list[tuple[str, tuple[type, ...], bool, tuple | None]] = [
     ("power.supply_v", (int, float), True, _POSITIVE),
     ("power.active_ma", (int, float), True, _POSITIVE),
     ("serial.baud", (int,), True, _POSITIVE),
+    # MLPerf Tiny's energy mode: the free GPIO the firmware pulses for each timestamp (the port's numbering)
+    ("serial.timestamp_pin", (int,), False, _NON_NEGATIVE),
     ("flash_tool.runner", (str,), True, _A_NAME),
     ("flash_tool.baud", (int,), False, _POSITIVE),
     ("flash_tool.target", (str,), False, _A_TOKEN),

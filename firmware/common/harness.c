@@ -82,3 +82,20 @@ void tg_end(void) {
   char tail[6] = {' ', '*', digits[line_crc >> 4], digits[line_crc & 0xFu], '\r', '\n'};
   board_serial_write(tail, sizeof(tail));
 }
+
+static uint32_t last_cycles;
+static uint32_t cycle_wraps;
+
+uint64_t tg_cycles64(void) {
+  const uint32_t now = board_cycles();
+  if (now < last_cycles) cycle_wraps++;
+  last_cycles = now;
+  return (uint64_t)cycle_wraps << 32 | now;
+}
+
+uint64_t tg_micros64(void) {
+  const uint64_t c = tg_cycles64();
+  const uint32_t hz = board_clock_hz();
+  // in two parts, so that c * 1000000 cannot overflow however long the board has run
+  return c / hz * 1000000u + c % hz * 1000000u / hz;
+}

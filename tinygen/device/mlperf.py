@@ -9,7 +9,11 @@ from dataclasses import dataclass
 
 from ..errors import TinygenError
 
-HEX_BYTES_PER_DB = 32          # 64 hex digits: well inside the DUT's 80-character command buffer
+# Bytes per `db` command: the reference host's 31 (benchmark/runner device_under_test.py), 62 hex
+# digits, well inside the DUT's 80-character command buffer.
+HEX_BYTES_PER_DB = 31
+_LAP = re.compile(r"^m-lap-us-([0-9]+)$")
+_RESULTS = re.compile(r"^m-results-\[([^]]+)\]$")
 
 
 class MlperfError(TinygenError):
@@ -100,22 +104,58 @@ class MlperfDut:
             raise MlperfError("the DUT never said m-load-done")
 
     def infer(self, n: int, warmup: int) -> InferResult:
+        """`infer N W`, read as the reference host reads it: the first m-lap-us is the start, the
+        last the end, their difference the run's microseconds; the results line as floats."""
         lines = self.command(f"infer {n} {warmup}")
-        laps = [int(l[len("m-lap-us-"):]) for l in lines if l.startswith("m-lap-us-")]
-        res = [l for l in lines if l.startswith("m-results-[")]
+        laps = [int(m.group(1)) for m in map(_LAP.match, lines) if m]
+        res = [m.group(1) for m in map(_RESULTS.match, lines) if m]
         if len(laps) < 2 or not res:
             raise MlperfError(f"'infer {n} {warmup}' gave no timing or no results: {lines}")
-        values = [float(v) for v in res[-1][len("m-results-["):-1].split(",") if v]
-        return InferResult(n, warmup, laps[-1] - laps[-2], values)
+        if laps[-1] < laps[0]:
+            raise MlperfError(f"the DUT's clock went backwards during 'infer {n} {warmup}': {laps[0]} then {laps[-1]} us")
+        values = [float(v) for v in res[-1].split(",") if v.strip()]
+        return InferResult(n, warmup, laps[-1] - laps[0], values)
+
+
+def payload(model_id: str, data) -> bytes:
+    """The bytes the runner loads for one input of benchmark `model_id`, from raw bytes (sent as
+    they are) or an array: uint8 pixels for ic01 and vww01 (values 0..255), int8 for kws01 and
+    sww01, little-endian float32 for ad01 (the DUT converts them as the reference does)."""
+    import numpy as np
+
+    from ..model.mlperf_tiny import BENCHMARKS
+
+    b = BENCHMARKS.get(model_id)
+    if isinstance(data, (bytes, bytearray)):
+        raw = bytes(data)
+    elif b is None:
+        raw = np.asarray(data).astype(np.int8).tobytes()
+    else:
+        a = np.asarray(data)
+        if b.input_kind == "uint8":
+            if a.size and (not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 255 or np.any(a != np.round(a))):
+                raise MlperfError(f"{model_id} takes uint8 pixels, whole numbers 0..255, and this input is not one.")
+            raw = a.astype(np.uint8).tobytes()
+        elif b.input_kind == "float32":
+            raw = a.astype("<f4").tobytes()
+        else:
+            if a.size and (not np.all(np.isfinite(a)) or a.min() < -128 or a.max() > 127 or np.any(a != np.round(a))):
+                raise MlperfError(f"{model_id} takes int8 values, whole numbers -128..127, and this input is not one.")
+            raw = a.astype(np.int8).tobytes()
+    if b is not None and len(raw) != b.payload_bytes:
+        raise MlperfError(f"{model_id} loads {b.payload_bytes} bytes ({b.input_elements} {b.input_kind} values); "
+                          f"this input has {len(raw)}.")
+    return raw
 
 
 def run_session(port: str, rate: int, board, count: int, warmup: int, input_file=None,
                 timeout: float = 30.0) -> dict:
-    """`tinygen monitor --mlperf infer N W`: sync with the DUT, load the input (raw bytes, or
-    the first sample of an int8 .npy; zeros without one), run N timed inferences after W
-    warm-ups. Returns the summary the CLI prints or writes as JSON."""
+    """`tinygen monitor --mlperf infer N W`: sync with the DUT, load the input (raw bytes, or the
+    first sample of a .npy, in the form the benchmark the DUT reports takes; zeros without one),
+    run N timed inferences after W warm-ups. Returns the summary the CLI prints or writes as JSON."""
     import numpy as np
 
+    from ..model.mlperf_tiny import BENCHMARKS
     from .monitor import MonitorError, energy_uj, open_port
 
     if count < 1 or warmup < 0:
@@ -125,13 +165,15 @@ def run_session(port: str, rate: int, board, count: int, warmup: int, input_file
         dut = MlperfDut(ser, timeout=timeout)
         name = dut.sync()
         profile = dut.profile()
+        model_id = profile.get("model", "")
         if input_file is not None:
-            data = np.load(input_file) if input_file.suffix == ".npy" else input_file.read_bytes()
-            data = np.asarray(data).astype(np.int8)[0].tobytes() if not isinstance(data, bytes) else data
-            dut.load(data)
+            data = np.load(input_file)[0] if input_file.suffix == ".npy" else input_file.read_bytes()
+            dut.load(payload(model_id, data))
+        elif model_id in BENCHMARKS:
+            dut.load(bytes(BENCHMARKS[model_id].payload_bytes))
         r = dut.infer(count, warmup)
         ser.close()
-    except (MonitorError, MlperfError, OSError, ValueError) as e:
+    except (MonitorError, MlperfError, OSError, ValueError, IndexError) as e:
         raise MlperfError(f"MLPerf DUT on {port}: {e}") from None
     e = energy_uj(r.latency_us, board)
     return {"port": port, "board": board.id if board else None, "dut": name, "profile": profile,

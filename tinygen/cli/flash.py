@@ -25,6 +25,7 @@ def flash(
     reset: bool = typer.Option(True, "--reset/--no-reset", help="ambiq-uart: reset the board into its bootloader through the adapter's DTR/RTS lines, as SparkFun's asb.py does. --no-reset: it already waits there (button 14 held while pressing reset)."),
     dry_run: bool = flag("--dry-run", help="Print exactly what would run or be sent, and touch nothing."),
     monitor_after: bool = flag("--monitor", help="Go straight on into `tinygen monitor` on the same port."),
+    power: Optional[str] = typer.Option(None, "--power", help="With --monitor: measure energy per inference with a power monitor (see `tinygen monitor --power`): ppk2:/dev/ttyACM1, joulescope or lpm01a:/dev/ttyACM2."),
     as_json: bool = JsonOpt,
 ):
     """Put a built firmware on the board with the board's own loader.
@@ -39,17 +40,20 @@ def flash(
       tinygen flash --board raspberry-pi-pico build/pico --dry-run
     """
     flash_image(image, board, port, runner, baud, dry_run, monitor_after, as_json, drive=drive, probe=probe,
-                timeout=timeout, reset=reset)
+                timeout=timeout, reset=reset, power=power)
 
 
 def flash_image(image: Path, board: str, port: Optional[str], runner: Optional[str] = None, baud: Optional[int] = None,
-                dry_run: bool = False, monitor_after: bool = False, as_json: bool = False, **options) -> None:
+                dry_run: bool = False, monitor_after: bool = False, as_json: bool = False, power: Optional[str] = None,
+                **options) -> None:
     """What `tinygen flash` does; `build --flash` goes on to it too."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from ..boards import load_board
     from ..device.runners import IO, prepare
 
+    if power and not monitor_after:
+        fail(TinygenError("--power measures while monitoring: add --monitor."))
     try:
         b = load_board(board)
         io = IO(dry_run=dry_run, verbose=verbose(), say=lambda t: err.print(t, highlight=False, markup=False))
@@ -76,4 +80,4 @@ def flash_image(image: Path, board: str, port: Optional[str], runner: Optional[s
             fail(TinygenError("--monitor needs --port, the board's serial port."))
         from .monitor import run_monitor
 
-        run_monitor(port, board)
+        run_monitor(port, board, power=power)

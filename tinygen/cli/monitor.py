@@ -25,7 +25,8 @@ def monitor(
     send: Optional[Path] = typer.Option(None, "--send", help="For firmware built with --input serial: samples to send, one per inference (.npy or .npz 'x'; int8, or float with --model to quantize them)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="With --send and float samples: the int8 .tflite whose input quantization to use."),
     mlperf: Optional[tuple[str, int, int]] = typer.Option(None, "--mlperf", help="Drive an MLPerf Tiny DUT instead: `--mlperf infer N W` runs N timed inferences after W warm-ups."),
-    input_file: Optional[Path] = typer.Option(None, "--input-file", help="With --mlperf: the input to load, raw bytes (.bin) or an int8 .npy (first sample). Default: zeros."),
+    input_file: Optional[Path] = typer.Option(None, "--input-file", help="With --mlperf: the input to load, raw bytes (.bin) or a .npy (first sample) in the form the DUT's benchmark takes (uint8 pixels for ic01/vww01, float32 for ad01, int8 for kws01). Default: zeros."),
+    power: Optional[str] = typer.Option(None, "--power", help="Measure energy per inference with a power monitor: ppk2:/dev/ttyACM1, joulescope[:SERIAL] or lpm01a:/dev/ttyACM2, options after commas (pin=, mv=, freq=, mode=). Windows come from the firmware's timestamp pin on the monitor's digital input (PPK2 D0, Joulescope GPI0, LPM01A D7), or with pin=none from the serial laps."),
     as_json: bool = JsonOpt,
 ):
     """Watch a board's profiling lines: latency, inferences per second, energy, outputs.
@@ -37,13 +38,13 @@ def monitor(
 
     Example: tinygen monitor --port socket://127.0.0.1:5555 --count 500 --log run.csv --plot latency.png --json
     """
-    run_monitor(port, board, baud, count, duration, log, plot, send, model, mlperf, input_file, as_json)
+    run_monitor(port, board, baud, count, duration, log, plot, send, model, mlperf, input_file, as_json, power=power)
 
 
 def run_monitor(port: str, board: Optional[str], baud: Optional[int] = None, count: Optional[int] = None,
                  duration: Optional[float] = None, log: Optional[Path] = None, plot: Optional[Path] = None,
                  send: Optional[Path] = None, model: Optional[Path] = None, mlperf=None,
-                 input_file: Optional[Path] = None, as_json: bool = False) -> None:
+                 input_file: Optional[Path] = None, as_json: bool = False, power: Optional[str] = None) -> None:
     """What `tinygen monitor` does; also where `flash --monitor` goes on to."""
     from rich.live import Live
 
@@ -57,30 +58,69 @@ def run_monitor(port: str, board: Optional[str], baud: Optional[int] = None, cou
     except (TinygenError, OSError) as e:
         fail(e)
     if mlperf is not None:
+        if power is not None:
+            fail(TinygenError("--power with --mlperf is not wired yet: measure with the tinygen harness (TG1 lines), "
+                              "or with MLPerf's own runner."))
         _run_mlperf(port, rate, b, mlperf, input_file, as_json)
         return
     try:
         inputs = samples_to_send(send, model) if send else []
+        session = _power_session(power, b) if power else None
+        if session is not None:
+            session.start()   # a monitor that is not there says so before the live view starts
     except TinygenError as e:
         fail(e)
-    m = Monitor(port, rate, b, logger, inputs=inputs, notify=lambda msg: err.print(f"[yellow]{msg}[/]", highlight=False))
+    m = Monitor(port, rate, b, logger, inputs=inputs, notify=lambda msg: err.print(f"[yellow]{msg}[/]", highlight=False),
+                power=session)
     try:
         if as_json:
             stats = m.run(count, duration)
         else:
             with Live(_monitor_view(m.stats, port), console=out, refresh_per_second=4, transient=False) as live:
                 stats = m.run(count, duration, on_update=lambda st: live.update(_monitor_view(st, port)))
-    except MonitorError as e:
+                live.update(_monitor_view(stats, port))   # with --power, the last windows come in as the session ends
+    except (MonitorError, TinygenError) as e:   # TinygenError: the power monitor's (PowerError)
+        if session is not None:
+            session.stop(settle_s=0.0, drain_s=0.0)   # the board's port never opened: stop the monitor too
         fail(e)
     except KeyboardInterrupt:
         stats = m.stats
     summary = stats.summary(port)
     if plot is not None and stats.latencies_us:
         latency_png(stats, plot, f"{port}" + (f" ({b.id})" if b else ""))
+    if session is not None:
+        _power_after(session, plot, port, b)
     if as_json:
         print(json.dumps(summary, indent=2))
     else:
         out.print(_monitor_summary(summary))
+
+
+def _power_session(spec: str, board):
+    """--power: the monitor named in the spec, set up (not yet started) for the session."""
+    from ..device.power import PowerSession, open_monitor
+
+    return PowerSession(open_monitor(spec, board.supply_v if board else None))
+
+
+def _power_after(session, plot: Optional[Path], port: str, board) -> None:
+    """After a --power session: the current trace with its windows, and a word if none was found."""
+    if not session.windows:
+        how = ("no timestamp pin edges came in: wire the firmware's timestamp pin to the monitor's input, or add "
+               "`,pin=none` to take windows from the serial laps") if session.use_pin else \
+            "no serial lap could be placed in the monitor's samples"
+        err.print(f"[yellow]No inference was measured by {session.monitor.name}: {how}.[/]", highlight=False)
+    if plot is None or not session.samples:
+        return
+    from ..plots import power_trace_png
+
+    rate = session.monitor.rate_hz
+    seconds, current, pin = session.trace()
+    windows = [(w.start / rate, w.end / rate, w.uj_per_inference) for w in session.windows]
+    path = plot.with_name(f"{plot.stem}-power{plot.suffix or '.png'}")
+    power_trace_png(seconds, current, windows, path, f"{session.monitor.describe()}; {port}" + (f" ({board.id})" if board else ""),
+                    pin=pin)
+    err.print(f"Wrote {path}", highlight=False)
 
 
 def _run_mlperf(port, rate, board, mlperf, input_file, as_json):
@@ -129,7 +169,13 @@ def _monitor_view(stats, port: str):
                      ev.fields.get("top", ""), _milli(ev.int("score_milli")), ev.fields.get("match", ""))
     note = Text("cycles are QEMU's SysTick counts, not a real chip's" if stats.boot and
                 stats.boot.fields.get("board") == "mps2-an386" else "", style="dim")
-    return Group(t, last, note)
+    if stats.power is None:
+        return Group(t, last, note)
+    p, num = stats.power, lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
+    power = Text(f"{p['describe']}: {p['samples']:,} samples, {p['windows']:,} windows from the {p['windows_from']}; "
+                 f"energy per inference {num(e['median'])} µJ measured, {num(e['estimate']['median'])} µJ estimated",
+                 style="cyan")
+    return Group(t, power, last, note)
 
 
 def _milli(v: int | None) -> str:
@@ -150,6 +196,12 @@ def _monitor_summary(s: dict):
     rows.append(("cycles median", "—" if s["cycles"]["median"] is None else f"{s['cycles']['median']:,.0f}"))
     e = s["energy_uj"]
     rows.append(("energy median (µJ)", "—" if e["median"] is None else f"{e['median']:.3f} ({e['kind']})"))
+    if "power_monitor" in e:
+        est = e["estimate"]["median"]
+        rows += [("energy estimate (µJ)", "—" if est is None else f"{est:.3f} (datasheet V x mA x µs)"),
+                 ("measured inferences", f"{e['inferences']:,}"),
+                 ("power monitor", f"{e['power_monitor']['name']}, {e['samples']:,} samples, windows from the "
+                                   f"{e['power_monitor']['windows_from']}")]
     rows += [("test-vector mismatches", str(s["mismatches"])), ("bad lines", str(s["bad_lines"])),
              ("bad values", str(s["bad_values"])),
              ("other lines", str(s["other_lines"])), ("reconnects", str(s["reconnects"]))]

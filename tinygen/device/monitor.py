@@ -80,6 +80,8 @@ class Stats:
     boot: Event | None = None
     first_at: float | None = None      # monotonic time of the first and latest inference lines
     last_at: float | None = None
+    measured_uj: list[float] = field(default_factory=list)   # per inference, from a power monitor (--power)
+    power: dict | None = None          # the power monitor's own summary
 
     def add(self, ev: Event) -> None:
         if ev.kind == "boot":
@@ -122,6 +124,16 @@ class Stats:
         span = self.last_at - self.first_at
         return (self.inferences - 1) / span if span > 0 else 0.0
 
+    def _energy(self) -> dict:
+        e = {"median": statistics.median(self.energies_uj) if self.energies_uj else None,
+             "kind": self.energy_kind if self.energies_uj else None}
+        if self.power is None:
+            return e
+        m = self.measured_uj
+        return {"median": statistics.median(m) if m else None, "kind": "measured",
+                "mean": statistics.fmean(m) if m else None, "min": min(m) if m else None, "max": max(m) if m else None,
+                "inferences": len(m), "estimate": e, "power_monitor": self.power, "samples": self.power["samples"]}
+
     def summary(self, port: str) -> dict:
         lat = self.latencies_us
         return {
@@ -136,8 +148,7 @@ class Stats:
             },
             "cycles": {"median": statistics.median(self.cycles) if self.cycles else None,
                        "counter": self.boot.fields.get("counter") if self.boot else None},
-            "energy_uj": {"median": statistics.median(self.energies_uj) if self.energies_uj else None,
-                          "kind": self.energy_kind if self.energies_uj else None},
+            "energy_uj": self._energy(),
             "inferences_per_second": round(self.per_second(), 3),
             "mismatches": self.mismatches,
             "bad_lines": self.bad_lines,
@@ -205,6 +216,18 @@ class Log:
                                f.get("score_milli", ""), "" if e is None else f"{e:.3f}"])
         self.f.flush()
 
+    def write_window(self, w, rate_hz: float) -> None:
+        """A measured window (--power): when it was in the monitor's samples and its energy per inference."""
+        start, end = w.start / rate_hz, w.end / rate_hz
+        if self.jsonl:
+            self.f.write(json.dumps({"time": time.time(), "kind": "power", "source": w.source, "seq": w.seq,
+                                     "window_s": [start, end], "inferences": w.inferences,
+                                     "energy_uj": w.uj_per_inference, "energy_kind": "measured"}) + "\n")
+        else:
+            self.csv.writerow([f"{time.time():.6f}", f"power {w.source} {start:.6f}-{end:.6f} s", 1, "power",
+                               w.seq or "", "", f"{(end - start) * 1e6:.0f}", "", "", f"{w.uj_per_inference:.3f}"])
+        self.f.flush()
+
     def close(self) -> None:
         self.f.close()
 
@@ -269,6 +292,7 @@ class Monitor:
     notify: Callable[[str], None] = lambda msg: None
     stop_at_done: bool = True          # a test-vector firmware prints `done` when it has finished
     inputs: list[bytes] = field(default_factory=list)   # for --input serial firmware: sent one per inference
+    power: object | None = None       # a device.power.PowerSession (--power): measured energy per inference
     stats: Stats = field(init=False)
     finished: bool = field(init=False, default=False)
 
@@ -295,6 +319,9 @@ class Monitor:
     def _handle(self, raw: bytes) -> None:
         text = raw.decode("ascii", errors="replace").rstrip("\r\n")
         ev = parse_line(raw)
+        if ev is not None and self.power is not None and ev.kind == "inf" and counter(ev, "us") is not None:
+            # the inference ended before its line was sent: 10 bits a byte at the port's rate
+            self.power.lap(time.monotonic(), counter(ev, "us"), ev.fields.get("seq"), len(raw) * 10 / self.baud)
         if ev is not None:
             self.stats.add(ev)
             if ev.kind == "done":
@@ -319,7 +346,11 @@ class Monitor:
             self._send_next()
         lost_since = None
         try:
+            if self.power is not None:
+                self.power.start()
+                self.stats.power, self._power_shown = self.power.summary(), time.monotonic()
             while True:
+                self._poll_power()
                 if stop() or (deadline and time.monotonic() >= deadline):
                     break
                 if count is not None and self.stats.inferences >= count:
@@ -371,9 +402,27 @@ class Monitor:
             self._stop_writer()
             if port is not None:
                 port.close()
+            if self.power is not None:
+                self.power.stop()
+                self._poll_power(final=True)
             if self.log is not None:
                 self.log.close()
         return self.stats
+
+    def _poll_power(self, final: bool = False) -> None:
+        """Measured windows in, per inference; a monitor that failed ends the session."""
+        if self.power is None:
+            return
+        if self.power.error is not None and not final:
+            raise MonitorError(str(self.power.error))
+        new = self.power.poll(final)
+        for w in new:
+            self.stats.measured_uj.extend([w.uj_per_inference] * w.inferences)
+            if self.log is not None:
+                self.log.write_window(w, self.power.monitor.rate_hz)
+        now = time.monotonic()
+        if new or final or now - self._power_shown > 0.5:   # its summary sorts every window: not per line
+            self.stats.power, self._power_shown = self.power.summary(), now
 
 
 def latency_png(stats: Stats, path: Path, title: str) -> None:

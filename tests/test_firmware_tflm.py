@@ -21,14 +21,37 @@ pytestmark = [
 
 
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm is not installed")
+@pytest.mark.parametrize("plan", ["offline", "greedy"])
 @pytest.mark.parametrize("name", ["vww_96_int8.tflite", "pretrainedResnet_quant.tflite", "kws_ref_model.tflite", "ad01_int8.tflite"])
-def test_mps2_firmware_matches_the_host_interpreter(shared_models, tmp_path, name):
-    result = build(load_board("mps2-an386"), shared_models / name, None, tmp_path / "fw", opts=BuildOptions(vector_count=3))
+def test_mps2_firmware_matches_the_host_interpreter(shared_models, tmp_path, name, plan):
+    """With TFLM's greedy memory plan and with tinygen's offline plan in the model's metadata:
+    the same outputs, and the arena tinygen predicts for each."""
+    result = build(load_board("mps2-an386"), shared_models / name, None, tmp_path / "fw",
+                   opts=BuildOptions(vector_count=3, tflm_plan=plan))
     compile_and_run(result, Path(TFLM_ROOT), {}, run=True)
     assert result.run.vectors == 3
     assert result.run.mismatches == 0
+    assert result.report.memory_plan.used == plan
     assert result.run.arena_used_bytes == result.report.arena_bytes
     assert result.size.text + result.size.data <= result.report.flash.total_bytes
+    if plan == "offline":   # never worse than TFLM's own plan; VWW's head comes down to its live-set bound
+        assert result.report.arena_bytes <= result.report.memory_plan.greedy_arena_bytes
+        assert result.report.plan.head_bytes == result.report.memory_plan.bound_head_bytes
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="qemu-system-arm is not installed")
+def test_ad01_keras_model_with_per_tensor_dense_layers(shared_models, tmp_path):
+    """ad01.h5 quantized by tinygen with per-tensor dense layers: TFLM's arena comes down to the
+    published int8 model's (per-channel weights cost a multiplier and a shift per output channel)."""
+    dense = "per-tensor"
+    result = build(load_board("mps2-an386"), shared_models / "ad01.h5", None, tmp_path / "fw",
+                   opts=BuildOptions(vector_count=2, dense=dense, eval_limit=50))
+    compile_and_run(result, Path(TFLM_ROOT), {}, run=True)
+    assert result.dense.chosen == dense
+    assert result.run.vectors == 2 and result.run.mismatches == 0
+    assert result.run.arena_used_bytes == result.report.arena_bytes
+    published = build(load_board("mps2-an386"), shared_models / "ad01_int8.tflite", None, None).report.arena_bytes
+    assert (result.report.arena_bytes == published) == (dense == "per-tensor")
 
 
 @pytest.mark.skipif(not AMBIQ_ROOT, reason="AMBIQ_ROOT is not set: point it at the AmbiqSuite SDK with boards_sfe")

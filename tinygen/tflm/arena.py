@@ -7,12 +7,24 @@ quantization arrays, input/output TfLiteTensors). `arena_used_bytes()` is head +
 
 The head is replayed exactly: the same lifetimes, the same 16-byte rounding, the same
 size-descending bubble sort and first-fit search as greedy_memory_planner.cc. Scratch
-buffers come from each kernel's Prepare (CMSIS-NN's get_buffer_size rules).
+buffers come from each kernel's Prepare (CMSIS-NN's get_buffer_size rules). A model with an
+offline plan (OfflineMemoryAllocation metadata, `offline` below) has those tensors at their
+given offsets, placed first in tensor order, and the planner fits the rest around them.
 
 The tail is replayed allocation by allocation, in TFLM's order, with the alignment
 padding of the downward-growing tail, using struct sizes measured per ABI
 (tables/abi.toml). On a 32-bit Cortex-M every pointer-bearing struct is smaller than
 on the 64-bit host, so the host interpreter's tail is never copied, it is recomputed.
+
+AllocateTensors needs more than head + tail while it runs, and an arena of
+`used_bytes` can fail with it. While each op's Prepare runs, the head holds the array
+of scratch-buffer requests, and above it the kernel's temporary TfLiteTensors (with a
+quantization struct and a zero-point array per quantized tensor: a per-channel weight
+or bias costs 4 bytes a channel), while the tail already holds everything earlier ops
+allocated; while the memory plan is made, the AllocationInfo array and the greedy
+planner's working arrays (40 bytes a buffer) sit above the request array. The replay
+records every allocation in TFLM's order and `required_bytes` is the smallest arena
+for which none of them fails (`required_phase` says which step needs it).
 
 An op whose kernel allocations are not modelled makes the result inexact: `exact` is
 False and `unmodelled_ops` names them.
@@ -22,13 +34,19 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import Sequence
 
 from ..errors import ModelError
 from ..model.graph import Graph, Operator, padding_before
 
 ARENA_ALIGNMENT = 16  # MicroArenaBufferAlignment()
+ONLINE = -1           # kOnlinePlannedBuffer: an offline plan's "TFLM plans this one"
+MAX_SCRATCH_BUFFERS_PER_OP = 12   # kMaxScratchBuffersPerOp: request slots the head keeps free for the next op
+PLANNER_BYTES_PER_BUFFER = 40     # GreedyMemoryPlanner::per_buffer_size(): 16 + 4 + 4 + 12 + 4, ints only
+STEADY = "allocation"             # required_phase when head + tail (used_bytes) is what the arena needs
+PLANNING = "memory planning"      # CommitStaticMemoryPlan's temporary arrays
 
 # Ops whose parser allocates a builtin-params struct in the arena.
 _PARAMS = {
@@ -71,6 +89,17 @@ class Allocation:
     padding: int = 0
 
 
+@dataclass(frozen=True)
+class Buffer:
+    """One buffer of the head as TFLM's planner sees it: lifetimes in allocation scopes
+    (0: the inputs, k + 1: operator k), size rounded up to 16."""
+    name: str            # "tensor 12" / "scratch 0"
+    size: int
+    first: int
+    last: int
+    offline: int = ONLINE   # the offset an offline plan fixed, or ONLINE
+
+
 @dataclass
 class ArenaPlan:
     head_bytes: int
@@ -80,28 +109,160 @@ class ArenaPlan:
     buffer_offsets: dict[str, int]    # "tensor 12" / "scratch 0" -> offset in the head
     exact: bool
     unmodelled_ops: list[str] = field(default_factory=list)
+    buffers: list[Buffer] = field(default_factory=list)   # what the head's planner laid out
+    offline: bool = False             # tensors placed by an offline plan
+    # AllocateTensors step by step (_Event), for required_bytes; None: not replayed (an AOT arena)
+    events: list | None = field(default=None, repr=False, compare=False)
 
     @property
     def used_bytes(self) -> int:
         return self.head_bytes + self.tail_bytes
+
+    @cached_property
+    def _required(self) -> tuple[int, str]:
+        # found on demand: the bisection costs more than the replay, and planners call plan_arena often
+        return (self.used_bytes, STEADY) if self.events is None else _smallest_arena(self.events, self.used_bytes)
+
+    @property
+    def required_bytes(self) -> int:
+        """The arena to give TFLM: the smallest AllocateTensors succeeds with. It can sit a few bytes
+        under used_bytes when the arena's end is not 16-aligned (the tail then starts lower and its
+        first, less aligned structs use the odd bytes); a 16-byte multiple of it never does."""
+        return self._required[0]
+
+    @property
+    def required_phase(self) -> str:
+        """The step that needs required_bytes: STEADY, PLANNING or "Prepare of OP (operator k)"."""
+        return self._required[1]
+
+    @property
+    def transient_bytes(self) -> int:
+        """How far AllocateTensors' peak goes above used_bytes: 0 when head + tail sets the arena (an
+        arena whose end is not 16-aligned may then still need a few bytes more or fewer than used_bytes)."""
+        return 0 if self.required_phase == STEADY else max(0, self.required_bytes - self.used_bytes)
+
+    def live_bytes(self) -> list[int]:
+        """Bytes alive at each allocation scope (see live_bytes)."""
+        return live_bytes(self.buffers)
+
+    def high_water(self) -> list[int]:
+        """The highest byte of the head in use at each allocation scope, with this plan's offsets."""
+        top = [0] * _scopes(self.buffers)
+        for b in self.buffers:
+            end = self.buffer_offsets[b.name] + b.size
+            for s in range(max(b.first, 0), b.last + 1):
+                top[s] = max(top[s], end)
+        return top
+
+
+def _scopes(buffers: list[Buffer]) -> int:
+    return max(1, max((b.last for b in buffers), default=-1) + 1)
+
+
+def live_bytes(buffers: list[Buffer]) -> list[int]:
+    """Bytes alive at each allocation scope (0: the inputs, k + 1: operator k): no plan that
+    gives every buffer its own bytes needs less than the largest of these (the live-set bound)."""
+    live = [0] * _scopes(buffers)
+    for b in buffers:
+        for s in range(max(b.first, 0), b.last + 1):
+            live[s] += b.size
+    return live
 
 
 def _align_up(n: int, a: int) -> int:
     return (n + a - 1) // a * a
 
 
+@dataclass(frozen=True)
+class _Event:
+    """One step of AllocateTensors on the SingleArenaBufferAllocator, for the replay of _fails."""
+    kind: str     # "persist" (tail), "temp", "reset" (temps freed), "resize" (the head's one resizable
+                  # buffer, at the arena start), "plan" (the greedy planner takes what is left)
+    size: int     # bytes; for "plan", how many buffers it plans
+    align: int
+    phase: str
+    live: int = -1    # of a temp, the leading bytes read again before it is freed (-1: all of them)
+
+
 class _Tail:
-    """SingleArenaBufferAllocator's tail: grows down from an aligned end, aligning each result down."""
+    """SingleArenaBufferAllocator's tail: grows down from an aligned end, aligning each result down.
+    Every allocation, and the head's temporary ones (temp, resize, ...), are also kept in order in
+    `events`, to find the smallest arena they all fit in."""
 
     def __init__(self):
         self.top = 0  # distance from the arena end; the end is 16-aligned
         self.items: list[Allocation] = []
+        self.events: list[_Event] = []
+        self.phase = STEADY
 
     def alloc(self, what: str, size: int, align: int) -> None:
         start = self.top + size
         aligned = _align_up(start, align)
         self.items.append(Allocation(what, size, align, aligned - start))
         self.top = aligned
+        self.events.append(_Event("persist", size, align, self.phase))
+
+    def head(self, kind: str, size: int = 0, align: int = 1, live: int = -1) -> None:
+        self.events.append(_Event(kind, size, align, self.phase, live))
+
+
+def _fails(events: list[_Event], arena: int) -> str | None:
+    """The phase of the first allocation that fails in an arena of `arena` bytes starting
+    16-aligned (TFLM aligns the start; a firmware's end is aligned too, malloc's need not be),
+    or None. SingleArenaBufferAllocator's checks, to the byte: a temp must end at or below the tail;
+    the resizable buffer and the planner's arena are measured from the arena start; a tail
+    allocation must stay at or above the head. TFLM does not check a tail allocation against the
+    temps: a kernel that fetches its tensors and then allocates its per-channel arrays
+    (FULLY_CONNECTED) writes them over its own temporary TfLiteTensors, and Prepare fails on the
+    pointers it reads back when freeing them. Only bytes read again count (`live`): the arrays may
+    cover the last tensor's quantized_dimension and zero-point array, which nothing reads."""
+    head = temp = live = 0
+    tail = arena
+    for e in events:
+        if e.kind == "persist":
+            r = (tail - e.size) // e.align * e.align
+            if r < max(head, live):
+                return e.phase
+            tail = r
+        elif e.kind == "temp":
+            r = _align_up(temp, e.align)
+            # TFLM compares size_t differences: a start above the tail wraps round and passes
+            if r <= tail and tail - r < e.size:
+                return e.phase
+            temp = r + e.size
+            if e.live:
+                live = max(live, r + (e.size if e.live < 0 else e.live))
+        elif e.kind == "reset":
+            temp = live = head
+        elif e.kind == "resize":
+            if tail < e.size:
+                return e.phase
+            head = temp = live = e.size
+        elif e.kind == "plan":
+            # GetAvailableMemory(16) between the temps and the tail, all of it to the planner
+            lo, hi = _align_up(temp, ARENA_ALIGNMENT), tail // ARENA_ALIGNMENT * ARENA_ALIGNMENT
+            if e.size and (hi < lo or (hi - lo) // e.align < e.size):
+                return e.phase
+            temp = live = max(temp, hi)
+    return None
+
+
+def _smallest_arena(events: list[_Event], used: int) -> tuple[int, str]:
+    """(the smallest arena none of `events` fails in, the phase that fails one byte below it).
+    Success only grows with the arena (every tail address moves up or stays), so bisect."""
+    lo = max(0, used - 4 * ARENA_ALIGNMENT)
+    while lo > 0 and _fails(events, lo) is None:
+        lo = max(0, lo - 4 * ARENA_ALIGNMENT)
+    hi, step = max(used, 1), 256
+    while _fails(events, hi) is not None:
+        lo, hi, step = hi + 1, hi + step, step * 2
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _fails(events, mid) is None:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo, (_fails(events, lo - 1) or STEADY) if lo > 0 else STEADY
 
 
 @dataclass
@@ -197,8 +358,54 @@ def _kernel_allocations(g: Graph, op: Operator, t: Target, sizes: dict) -> tuple
     return persistent, scratch, False
 
 
-def plan_arena(g: Graph, target: Target = Target()) -> ArenaPlan:
-    """Replay TFLM's AllocateTensors for `g` on `target`."""
+def _prepare_temps(op: Operator, t: Target) -> tuple[list[int], list[int]]:
+    """The tensors a kernel's Prepare fetches as temporary TfLiteTensors (AllocateTemp*Tensor), before
+    and after its persistent allocations; temps are only freed once the op is prepared, so a
+    tensor fetched twice costs twice. -1 (an absent optional input) fetches nothing."""
+    name, cmsis = op.op, t.kernels == "cmsis-nn"
+    ins, outs = op.inputs, op.outputs
+
+    def inp(k: int) -> list[int]:
+        return [ins[k]] if k < len(ins) and ins[k] >= 0 else []
+
+    if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        # Prepare's own fetches, the per-channel arrays, then CalculateOpData* fetches all four again.
+        # (CMSIS-NN's conv asks for the bias as output 2, which does not exist: no temp.)
+        first = inp(0) + inp(1) + outs[:1] if cmsis else outs[:1] + inp(0) + inp(1)
+        return first, inp(0) + inp(1) + inp(2) + outs[:1]
+    if name == "FULLY_CONNECTED":
+        return inp(0) + inp(1) + inp(2) + outs[:1], []
+    if name == "AVERAGE_POOL_2D" and cmsis:
+        return inp(0) + outs[:1] + inp(0) + outs[:1], []   # PoolingPrepare's, then its own
+    if name == "CONCATENATION":
+        return inp(0) + outs[:1] + [i for i in ins if i >= 0], []
+    if name in ("MEAN", "SUM"):
+        return inp(0) + outs[:1] + inp(1), []
+    if name == "RESHAPE":       # not the shape tensor
+        return inp(0) + outs[:1], []
+    if name == "TANH":          # TanhPrepare's input, then CalculateArithmeticOpData's input and output
+        return inp(0) + inp(0) + outs[:1], []
+    # PAD: input, paddings, [constant], output; ADD, MUL: both inputs, output; the rest one in, one out
+    return [i for i in ins if i >= 0] + list(outs), []
+
+
+def _temp_tensor(tail: _Tail, t, sizes: dict) -> None:
+    """MicroAllocator::AllocateTempTfLiteTensor: the struct, and for a quantized tensor its
+    TfLiteAffineQuantization and zero-point TfLiteIntArray (one int per channel). Of these, Prepare
+    reads again the struct and the quantization's scale and zero_point pointers (freeing them),
+    not the quantized_dimension after them nor the zero points (the kernels use params.zero_point)."""
+    tail.head("temp", *sizes["TfLiteTensor"])
+    if t.scale is not None and len(t.scale) > 0 and t.zero_point is not None and len(t.zero_point) > 0:
+        tail.head("temp", *sizes["TfLiteAffineQuantization"], live=2 * sizes["pointer"][0])
+        tail.head("temp", 4 + 4 * len(t.scale), sizes["TfLiteIntArray"][1], live=0)
+
+
+def plan_arena(g: Graph, target: Target = Target(), offline: Sequence[int] | None = None) -> ArenaPlan:
+    """Replay TFLM's AllocateTensors for `g` on `target`; `offline` is the model's offline plan
+    (an offset or ONLINE per tensor, tflm.offline_plan.read_offsets), if it has one."""
+    if offline is not None and len(offline) != len(g.tensors):
+        raise ModelError(f"The offline memory plan has {len(offline)} offsets and the model {len(g.tensors)} tensors; "
+                         "TFLM refuses it.")
     sizes = _abi_table()[target.abi]
     kset = sizes["cmsis"] if target.kernels == "cmsis-nn" else sizes["ref"]
     ptr = sizes["pointer"][0]
@@ -214,8 +421,10 @@ def plan_arena(g: Graph, target: Target = Target()) -> ArenaPlan:
         tail.alloc("SingleArenaBufferAllocator", *sizes["SingleArenaBufferAllocator"])
         tail.alloc("GreedyMemoryPlanner", *sizes["GreedyMemoryPlanner"])
         tail.alloc("MicroAllocator", *sizes["MicroAllocator"])
-    # StartModelAllocation
+    # StartModelAllocation; InitScratchBufferData makes the head room for one op's scratch requests
     tail.alloc("MicroBuiltinDataAllocator", *sizes["MicroBuiltinDataAllocator"])
+    request, request_align = sizes["ScratchBufferRequest"]
+    tail.head("resize", request * MAX_SCRATCH_BUFFERS_PER_OP, request_align)
     s, a = sizes["SubgraphAllocations"]
     tail.alloc("SubgraphAllocations", s * g.subgraph_count, a)
     s, a = sizes["TfLiteEvalTensor"]
@@ -240,23 +449,44 @@ def plan_arena(g: Graph, target: Target = Target()) -> ArenaPlan:
     for op in g.operators:
         try:
             persistent, requests, modelled = _kernel_allocations(g, op, target, sizes)
+            before, after = _prepare_temps(op, target)
         except (IndexError, ValueError, AttributeError, TypeError) as e:
             # a verified model whose shapes or options this kernel's allocations cannot be read from
             raise ModelError(f"The arena of {op.op} (operator {op.index}) cannot be worked out from its tensors "
                              f"and options ({type(e).__name__}: {e}).") from None
         if not modelled and op.op not in unmodelled:
             unmodelled.append(op.op)
+        tail.phase = f"Prepare of {op.op} (operator {op.index})"
+        for i in before:
+            _temp_tensor(tail, g.tensors[i], sizes)
         for what, n in persistent:
             tail.alloc(f"{op.op} {what}", n, ARENA_ALIGNMENT)
+        for i in after:
+            _temp_tensor(tail, g.tensors[i], sizes)
         scratch += [(n, op.index) for n in requests]
+        # FinishPrepareNodeAllocations: temps freed, the request array grown for the next op
+        tail.head("reset")
+        tail.head("resize", request * (len(scratch) + MAX_SCRATCH_BUFFERS_PER_OP), request_align)
+    tail.phase = PLANNING
     # FinishModelAllocation: scratch handles, then the static memory plan
     if scratch:
         s, a = sizes["ScratchBufferHandle"]
         tail.alloc("ScratchBufferHandle[]", s * len(scratch), a)
+    # CommitStaticMemoryPlan: AllocationInfo for every tensor and scratch buffer in temp memory
+    tail.head("temp", sizes["size_t"][0] * g.subgraph_count, sizes["size_t"][1])
+    info, info_align = sizes["AllocationInfo"]
+    tail.head("temp", info * (len(g.tensors) + len(scratch)), info_align)
     for t in g.tensors:
-        if t.is_variable:
+        if t.is_variable and (offline is None or offline[t.index] == ONLINE):   # AllocateVariables
             tail.alloc(f"variable {t.name}", t.nbytes, ARENA_ALIGNMENT)
-    head, offsets = _greedy_plan(g, scratch)
+    buffers = _lifetimes(g, scratch, offline)
+    head, offsets = _greedy_offsets(buffers)
+    tail.head("plan", len(buffers), PLANNER_BYTES_PER_BUFFER)
+    # temps freed, the request array dropped, the head set to the plan's size
+    tail.phase = STEADY
+    tail.head("reset")
+    tail.head("resize", 0)
+    tail.head("resize", head, ARENA_ALIGNMENT)
     # MicroInterpreter::AllocateTensors: input and output TfLiteTensors
     for group, indices in (("input", g.inputs), ("output", g.outputs)):
         tail.alloc(f"{group} TfLiteTensor*[]", ptr * len(indices), ARENA_ALIGNMENT)
@@ -268,13 +498,21 @@ def plan_arena(g: Graph, target: Target = Target()) -> ArenaPlan:
                 tail.alloc(f"{group} zero points", 4 + 4 * len(t.scale), sizes["TfLiteIntArray"][1])
     return ArenaPlan(
         head_bytes=head, tail_bytes=tail.top, scratch_bytes=[n for n, _ in scratch],
-        tail=tail.items, buffer_offsets=offsets, exact=not unmodelled and not g.has_offline_plan,
-        unmodelled_ops=unmodelled,
+        tail=tail.items, buffer_offsets=offsets,
+        exact=not unmodelled and (offline is not None or not g.has_offline_plan),
+        unmodelled_ops=unmodelled, buffers=buffers, offline=offline is not None,
+        events=tail.events,
     )
 
 
-def _lifetimes(g: Graph, scratch: list[tuple[int, int]]) -> list[tuple[str, int, int, int]]:
-    """AllocationInfoBuilder: (name, bytes, first_created, last_used) of each planned buffer,
+def scratch_requests(g: Graph, target: Target = Target()) -> list[tuple[int, int]]:
+    """(bytes, operator index) of each scratch buffer the kernels ask for in Prepare, in order."""
+    sizes = _abi_table()[target.abi]
+    return [(n, op.index) for op in g.operators for n in _kernel_allocations(g, op, target, sizes)[1]]
+
+
+def _lifetimes(g: Graph, scratch: list[tuple[int, int]], offline: Sequence[int] | None = None) -> list[Buffer]:
+    """AllocationInfoBuilder: each planned buffer with its bytes, first_created and last_used,
     tensors first in index order, then scratch buffers, as TFLM adds them to the planner."""
     first = [-1] * len(g.tensors)
     last = [-1] * len(g.tensors)
@@ -309,22 +547,31 @@ def _lifetimes(g: Graph, scratch: list[tuple[int, int]]) -> list[tuple[str, int,
         used(i, scope)
     buffers = []
     for t in g.tensors:
-        if not t.is_const and not t.is_variable and t.nbytes > 0:
-            buffers.append((f"tensor {t.index}", _align_up(t.nbytes, ARENA_ALIGNMENT), first[t.index], last[t.index]))
+        fixed = ONLINE if offline is None else offline[t.index]
+        # needs_allocating: no data in the flatbuffer, and not a variable unless offline planned
+        if not t.is_const and ((not t.is_variable and t.nbytes > 0) or (t.is_variable and fixed != ONLINE)):
+            buffers.append(Buffer(f"tensor {t.index}", _align_up(t.nbytes, ARENA_ALIGNMENT),
+                                  first[t.index], last[t.index], fixed))
     for k, (n, _) in enumerate(scratch):
-        buffers.append((f"scratch {k}", _align_up(n, ARENA_ALIGNMENT), *scratch_life[k]))
+        buffers.append(Buffer(f"scratch {k}", _align_up(n, ARENA_ALIGNMENT), *scratch_life[k]))
     return buffers
 
 
 def _greedy_plan(g: Graph, scratch: list[tuple[int, int]]) -> tuple[int, dict[str, int]]:
+    """GreedyMemoryPlanner::CalculateOffsetsIfNeeded for `g` without an offline plan."""
+    return _greedy_offsets(_lifetimes(g, scratch))
+
+
+def _greedy_offsets(buffers: list[Buffer]) -> tuple[int, dict[str, int]]:
     """GreedyMemoryPlanner::CalculateOffsetsIfNeeded, step for step."""
-    buffers = _lifetimes(g, scratch)
     if not buffers:
         return 0, {}
+    # Offline-planned buffers go first, in the order they were added, and keep their offsets.
     # Online buffers are written from the back of the sort arrays, then bubble-sorted by
     # size, largest first; the bubble sort is stable, so equal sizes keep reverse order.
-    order = list(reversed(range(len(buffers))))
-    sizes = [buffers[i][1] for i in order]
+    fixed = [i for i, b in enumerate(buffers) if b.offline != ONLINE]
+    order = list(reversed([i for i, b in enumerate(buffers) if b.offline == ONLINE]))
+    sizes = [buffers[i].size for i in order]
     swapped = True
     while swapped:
         swapped = False
@@ -335,16 +582,16 @@ def _greedy_plan(g: Graph, scratch: list[tuple[int, int]]) -> tuple[int, dict[st
                 swapped = True
     placed: list[tuple[int, int]] = []  # (offset, buffer id), kept sorted by offset
     offsets: dict[int, int] = {}
-    for bid in order:
-        _, size, f, l = buffers[bid]
-        candidate = 0
-        for off, other in placed:  # sorted by offset: first fit between overlapping buffers
-            _, osize, of, ol = buffers[other]
-            if of > l or f > ol:
+    for bid in fixed + order:
+        b = buffers[bid]
+        candidate = 0 if b.offline == ONLINE else b.offline
+        for off, other in placed if b.offline == ONLINE else ():
+            o = buffers[other]    # sorted by offset: first fit between overlapping buffers
+            if o.first > b.last or b.first > o.last:
                 continue
-            if off - candidate >= size:
+            if off - candidate >= b.size:
                 break
-            candidate = max(candidate, off + osize)
+            candidate = max(candidate, off + o.size)
         offsets[bid] = candidate
         # insert after entries with offset <= candidate (TFLM inserts before the first larger one)
         pos = 0
@@ -353,5 +600,5 @@ def _greedy_plan(g: Graph, scratch: list[tuple[int, int]]) -> tuple[int, dict[st
         if placed and placed[0][0] > candidate:
             pos = 0
         placed.insert(pos, (candidate, bid))
-    head = max(offsets[b] + buffers[b][1] for b in offsets)
-    return head, {buffers[b][0]: off for b, off in offsets.items()}
+    head = max(offsets[b] + buffers[b].size for b in offsets)
+    return head, {buffers[b].name: off for b, off in offsets.items()}

@@ -247,8 +247,10 @@ def test_fit_knows_the_aot_runtime(shared_models):
     assert j["runtime"] == "aot" and tflm["runtime"] == "tflm"
     assert j["sram"]["arena_bytes"] < tflm["sram"]["arena_bytes"]
     assert j["flash"]["total_bytes"] < tflm["flash"]["total_bytes"]
-    assert j["aot"]["kernels"] == sorted(["tg_conv2d", "tg_depthwise_conv2d", "tg_average_pool2d",
-                                          "tg_fully_connected", "tg_softmax"])
+    # the planner runs VWW's convolutions over their inputs, some of them backwards (last pixel first);
+    # its pointwise convolutions that run forwards pair pixels across rows
+    assert j["aot"]["kernels"] == sorted(["tg_conv2d_1x1", "tg_conv2d_backwards", "tg_depthwise_conv2d_backwards",
+                                          "tg_average_pool2d", "tg_fully_connected", "tg_softmax"])
 
 
 def test_aot_project_for_the_bundled_example(tmp_path):
@@ -327,6 +329,28 @@ def test_qemu_end_to_end(shared_models, name, tmp_path, qemu_instructions_per_ti
     assert est["arena_bytes"] <= j["sram_bytes"] <= est["arena_bytes"] + 64
     assert 0 < j["stack_used_bytes"] < 16384 and j["sram_bytes"] + 16384 <= est["sram_bytes"]
     assert shutil.which("arm-none-eabi-size")
+
+
+@needs("qemu-system-arm")
+def test_qemu_runs_the_kernels_chosen_per_layer(tmp_path):
+    """The kernel choices a Cortex-M4 build makes (the DSP paths written out in assembly, which
+    no host build runs): a depthwise convolution over one input channel as a convolution, border
+    windows in pairs, a pointwise convolution over 7 x 5 pixels, a 1xN convolution; every output
+    equal to the host interpreter's."""
+    from tinymodels import aot_catalogue
+
+    model = tmp_path / "audio.tflite"
+    model.write_bytes(aot_catalogue()["audio_front_pointwise"])
+    r = cli("run", "--board", "mps2-an386", "--model", model, "--runtime", "aot", "--vectors", "10",
+            "--out", tmp_path / "fw", "--json")
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert j["vectors"] == 10 and j["mismatches"] == 0
+    source = (tmp_path / "fw" / "aot" / "tg_model.c").read_text()
+    assert "one input channel: run as a convolution of its filters" in source
+    # the pointwise layer pairs pixels across rows where it runs forwards (the planner may run it
+    # backwards over its input instead, with the general kernel); the comment says which
+    assert ("pointwise: pixels paired across rows" in source) == ("tg_conv2d_1x1(" in source)
 
 
 @needs("arm-none-eabi-gcc")

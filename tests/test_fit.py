@@ -37,7 +37,7 @@ def test_aot_report_carries_the_one_compile(kws):
     r = check_fit(g, load_board("mps2-an386"), "kws", runtime="aot", model_bytes=model_bytes)
     c = r.compiled
     assert isinstance(c, aot.Compiled)
-    assert r.arena_bytes == c.arena.size == 16000                          # the live-set bound for KWS
+    assert r.arena_bytes == c.arena.size == 8640    # below KWS's live-set bound (16,000): convolutions in place
     assert r.model_bytes == c.weight_bytes + c.param_bytes
     assert {"tg_model.c", "tg_model.h", "tg_conv.c"} <= set(c.files)
     j = r.to_json()["aot"]

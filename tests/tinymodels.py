@@ -131,4 +131,11 @@ def aot_catalogue() -> dict[str, bytes]:
                            int8_io=False)
     out["softmax_wide"] = int8(_model((40,), L.Dense(300), L.Softmax()))
     out["logistic_wide"] = int8(_model((16,), L.Dense(64, activation="sigmoid")))
+    # kernel choices made at generation time: a depthwise convolution over one input channel run
+    # as a convolution (an audio front end's), border windows in pairs, a pointwise convolution
+    # over an odd number of pixels, a 1xN convolution
+    out["audio_front_pointwise"] = int8(_model((13, 10, 1),
+                                               L.DepthwiseConv2D((5, 4), strides=2, depth_multiplier=4, padding="same",
+                                                                 activation="relu"),
+                                               L.Conv2D(6, 1, activation="relu"), L.Conv2D(8, (1, 3), padding="same")))
     return out

@@ -9,6 +9,7 @@
 // the stack buffer take the reference's per-tap path.
 #include <string.h>
 
+#include "tg_add.h"
 #include "tg_dot.h"
 #include "tg_fixedpoint.h"
 #include "tg_kernels.h"
@@ -31,6 +32,13 @@ static inline output_stage output_stage_of(const tg_conv_params* p) {
 #ifndef TG_CONV_SCRATCH_BYTES
 #define TG_CONV_SCRATCH_BYTES 576
 #endif
+#if defined(__GNUC__)
+#define TG_NOINLINE __attribute__((noinline))
+#else
+#define TG_NOINLINE
+#endif
+// tg_conv2d_add's run of output pixels (tinygen/aot/plan.py's CONV_ADD_BYTES).
+#define TG_CONV_ADD_BYTES 512
 
 static inline int8_t requantize(const output_stage* o, int32_t acc, int32_t channel) {
   acc = tg_requant(acc, o->multiplier[channel], o->shift[channel]) + o->out_offset;
@@ -99,28 +107,38 @@ static inline int32_t sum_s8(const int8_t* a, int32_t n) {
   return s;
 }
 
+// Copy a window that overhangs the border into `window`, its rows one after another, the taps
+// outside the image set to the input's zero point: each adds filter * (zero_point + in_offset)
+// = 0 to the sum, so the folded bias applies as inside. No groups, no horizontal dilation.
+static void copy_window(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* window) {
+  const int32_t row_bytes = p->k_w * p->in_c;
+  const int8_t zero_point = (int8_t)-p->in_offset;
+  for (int32_t ky = 0; ky < p->k_h; ky++) {
+    const int32_t y = y0 + ky * p->dilation_h;
+    int8_t* row = window + ky * row_bytes;
+    for (int32_t kx = 0; kx < p->k_w; kx++) {
+      const int32_t x = x0 + kx;
+      if (y < 0 || y >= p->in_h || x < 0 || x >= p->in_w) {
+        memset(row + kx * p->in_c, zero_point, (size_t)p->in_c);
+      } else {
+        memcpy(row + kx * p->in_c, in + (y * p->in_w + x) * p->in_c, (size_t)p->in_c);
+      }
+    }
+  }
+}
+
+static inline int copies_window(const tg_conv_params* p, int32_t windows) {
+  return p->in_c == p->filter_c && p->dilation_w == 1 && windows * p->k_h * p->k_w * p->in_c <= TG_CONV_SCRATCH_BYTES;
+}
+
 // One output pixel, every channel, window over the border: the reference's sum over the taps
 // inside the image, as dot(filter, input) + in_offset * sum(filter) over each clipped row.
 static void conv_border_pixel(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* out) {
   const output_stage o = output_stage_of(p);
   const int32_t row_bytes = p->k_w * p->in_c;
-  if (p->in_c == p->filter_c && p->dilation_w == 1 && p->k_h * row_bytes <= TG_CONV_SCRATCH_BYTES) {
-    // Copy the window, the taps outside the image set to the input's zero point: each adds
-    // filter * (zero_point + in_offset) = 0 to the sum, so the folded bias applies as inside.
+  if (copies_window(p, 1)) {
     int8_t window[TG_CONV_SCRATCH_BYTES];
-    const int8_t zero_point = (int8_t)-p->in_offset;
-    for (int32_t ky = 0; ky < p->k_h; ky++) {
-      const int32_t y = y0 + ky * p->dilation_h;
-      int8_t* row = window + ky * row_bytes;
-      for (int32_t kx = 0; kx < p->k_w; kx++) {
-        const int32_t x = x0 + kx;
-        if (y < 0 || y >= p->in_h || x < 0 || x >= p->in_w) {
-          memset(row + kx * p->in_c, zero_point, (size_t)p->in_c);
-        } else {
-          memcpy(row + kx * p->in_c, in + (y * p->in_w + x) * p->in_c, (size_t)p->in_c);
-        }
-      }
-    }
+    copy_window(p, in, y0, x0, window);
     conv_window(p, &o, window, row_bytes, out);
     return;
   }
@@ -194,6 +212,9 @@ static void conv_inside_pixel(const tg_conv_params* p, const int8_t* in, int32_t
   }
 }
 
+static void conv_pair(const tg_conv_params* p, const output_stage* o, const int8_t* w0, const int8_t* w1,
+                      int32_t rows, int32_t n, int32_t row_step, int8_t* out);
+
 // Two horizontally adjacent output pixels, both windows inside the image, no groups and no
 // horizontal dilation: two filters by two windows per pass, so every load serves twice.
 static void conv_inside_pixel_pair(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* out) {
@@ -213,49 +234,187 @@ static void conv_inside_pixel_pair(const tg_conv_params* p, const int8_t* in, in
     rows = 1;
     n = row_step = filter_size;
   }
-  int8_t* out1 = out + p->out_c;
+  conv_pair(p, &o, w0, w1, rows, n, row_step, out);
+}
+
+// Two horizontally adjacent output pixels whose windows overhang the border (an image's first
+// layer with a tall filter has many): both copied with the zero point outside, then the pair
+// kernel, as inside.
+static void conv_border_pixel_pair(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* out) {
+  const output_stage o = output_stage_of(p);
+  const int32_t filter_size = p->k_h * p->k_w * p->filter_c;
+  int8_t windows[TG_CONV_SCRATCH_BYTES];
+  copy_window(p, in, y0, x0, windows);
+  copy_window(p, in, y0, x0 + p->stride_w, windows + filter_size);
+  conv_pair(p, &o, windows, windows + filter_size, 1, filter_size, filter_size, out);
+}
+
+// Two pixels' windows, w0 and w1, `rows` rows of n bytes each, row_step apart: every channel of
+// both, two filters by two windows per pass.
+static void conv_pair(const tg_conv_params* p, const output_stage* o, const int8_t* w0, const int8_t* w1,
+                      int32_t rows, int32_t n, int32_t row_step, int8_t* out) {
+  // locals, not p-> or o->: every int8 store may alias them, and a reload per output adds up
+  const output_stage os = *o;
+  const int32_t filter_size = p->k_h * p->k_w * p->filter_c, out_c = p->out_c;
+  const int8_t* const filter = p->filter;
+  const int32_t* const bias = p->folded_bias;
+  const int same_step = rows == 1 && w1 == w0 + filter_size;   // gathered or copied windows
+  int8_t* out1 = out + out_c;
   int32_t oc = 0;
-  for (; oc + 2 <= p->out_c; oc += 2) {
-    const int8_t* f0 = p->filter + oc * filter_size;
-    int32_t acc[4] = {p->folded_bias[oc], p->folded_bias[oc], p->folded_bias[oc + 1], p->folded_bias[oc + 1]};
-    for (int32_t r = 0; r < rows; r++) {
-      tg_dot2x2_s8(f0 + r * n, f0 + filter_size + r * n, w0 + r * row_step, w1 + r * row_step, n, acc);
+  for (; oc + 2 <= out_c; oc += 2) {
+    const int8_t* f0 = filter + oc * filter_size;
+    int32_t acc[4] = {bias[oc], bias[oc], bias[oc + 1], bias[oc + 1]};
+    if (same_step) {
+      tg_dot2x2_step_s8(f0, w0, filter_size, n, acc);
+    } else {
+      for (int32_t r = 0; r < rows; r++) {
+        tg_dot2x2_s8(f0 + r * n, f0 + filter_size + r * n, w0 + r * row_step, w1 + r * row_step, n, acc);
+      }
     }
-    out[oc] = requantize(&o, acc[0], oc);
-    out1[oc] = requantize(&o, acc[1], oc);
-    out[oc + 1] = requantize(&o, acc[2], oc + 1);
-    out1[oc + 1] = requantize(&o, acc[3], oc + 1);
+    out[oc] = requantize(&os, acc[0], oc);
+    out1[oc] = requantize(&os, acc[1], oc);
+    out[oc + 1] = requantize(&os, acc[2], oc + 1);
+    out1[oc + 1] = requantize(&os, acc[3], oc + 1);
   }
-  for (; oc < p->out_c; oc++) {
-    const int8_t* f = p->filter + oc * filter_size;
-    int32_t acc0 = p->folded_bias[oc], acc1 = p->folded_bias[oc];
+  for (; oc < out_c; oc++) {
+    const int8_t* f = filter + oc * filter_size;
+    int32_t acc0 = bias[oc], acc1 = bias[oc];
     for (int32_t r = 0; r < rows; r++) tg_dot2_s8(w0 + r * row_step, w1 + r * row_step, f + r * n, n, &acc0, &acc1);
-    out[oc] = requantize(&o, acc0, oc);
-    out1[oc] = requantize(&o, acc1, oc);
+    out[oc] = requantize(&os, acc0, oc);
+    out1[oc] = requantize(&os, acc1, oc);
   }
 }
 
-void tg_conv2d(const tg_conv_params* p, const int8_t* in, int8_t* out) {
+// Output rows and columns whose windows lie wholly inside the input.
+typedef struct {
   int32_t y_lo, y_hi, x_lo, x_hi;
-  interior(p->out_h, p->in_h, p->k_h, p->stride_h, p->dilation_h, p->pad_h, &y_lo, &y_hi);
-  interior(p->out_w, p->in_w, p->k_w, p->stride_w, p->dilation_w, p->pad_w, &x_lo, &x_hi);
+} inside_box;
+
+static inside_box inside_of(const tg_conv_params* p) {
+  inside_box b;
+  interior(p->out_h, p->in_h, p->k_h, p->stride_h, p->dilation_h, p->pad_h, &b.y_lo, &b.y_hi);
+  interior(p->out_w, p->in_w, p->k_w, p->stride_w, p->dilation_w, p->pad_w, &b.x_lo, &b.x_hi);
+  return b;
+}
+
+// Output pixels [ox0, ox1) of row oy, into out (pixel ox0's channels first): left to right,
+// or right to left (backwards); two at a time where both windows are inside the image. Not
+// inlined into its callers, so that the pixel functions each have one call site and are.
+static TG_NOINLINE void conv_span(const tg_conv_params* p, const inside_box* b, const int8_t* in, int32_t oy,
+                                  int32_t ox0, int32_t ox1, int8_t* out, int backwards) {
   const int pairs = p->in_c == p->filter_c && p->dilation_w == 1;
-  for (int32_t oy = 0; oy < p->out_h; oy++) {
-    const int32_t y0 = oy * p->stride_h - p->pad_h;
-    for (int32_t ox = 0; ox < p->out_w; ox++, out += p->out_c) {
+  const int border_pairs = copies_window(p, 2);
+  const int32_t y0 = oy * p->stride_h - p->pad_h;
+  const int row_inside = oy >= b->y_lo && oy < b->y_hi;
+  if (!backwards) {
+    for (int32_t ox = ox0; ox < ox1; ox++, out += p->out_c) {
       const int32_t x0 = ox * p->stride_w - p->pad_w;
-      const int row_inside = oy >= y_lo && oy < y_hi;
-      if (pairs && row_inside && ox >= x_lo && ox + 1 < x_hi) {
+      if (pairs && row_inside && ox >= b->x_lo && ox + 1 < b->x_hi && ox + 1 < ox1) {
         conv_inside_pixel_pair(p, in, y0, x0, out);
         ox++;
         out += p->out_c;
-      } else if (row_inside && ox >= x_lo && ox < x_hi) {
+      } else if (row_inside && ox >= b->x_lo && ox < b->x_hi) {
         conv_inside_pixel(p, in, y0, x0, out);
+      } else if (border_pairs && ox + 1 < ox1 && !(row_inside && ox + 1 >= b->x_lo && ox + 1 < b->x_hi)) {
+        conv_border_pixel_pair(p, in, y0, x0, out);
+        ox++;
+        out += p->out_c;
       } else {
         conv_border_pixel(p, in, y0, x0, out);
       }
     }
+    return;
   }
+  out += (ox1 - ox0) * p->out_c;
+  for (int32_t ox = ox1 - 1; ox >= ox0; ox--) {
+    out -= p->out_c;
+    const int32_t x0 = ox * p->stride_w - p->pad_w;
+    if (pairs && row_inside && ox - 1 >= b->x_lo && ox < b->x_hi && ox - 1 >= ox0) {
+      out -= p->out_c;
+      conv_inside_pixel_pair(p, in, y0, x0 - p->stride_w, out);
+      ox--;
+    } else if (row_inside && ox >= b->x_lo && ox < b->x_hi) {
+      conv_inside_pixel(p, in, y0, x0, out);
+    } else if (border_pairs && ox - 1 >= ox0 && !(row_inside && ox - 1 >= b->x_lo && ox - 1 < b->x_hi)) {
+      out -= p->out_c;
+      conv_border_pixel_pair(p, in, y0, x0 - p->stride_w, out);
+      ox--;
+    } else {
+      conv_border_pixel(p, in, y0, x0, out);
+    }
+  }
+}
+
+void tg_conv2d(const tg_conv_params* p, const int8_t* in, int8_t* out) {
+  const inside_box b = inside_of(p);
+  const int32_t row = p->out_w * p->out_c;
+  for (int32_t oy = 0; oy < p->out_h; oy++, out += row) conv_span(p, &b, in, oy, 0, p->out_w, out, 0);
+}
+
+// The same pixels, last first (bottom row first, right to left): the output may then start
+// above its input and widen over it (the planner's streamed form, backwards).
+void tg_conv2d_backwards(const tg_conv_params* p, const int8_t* in, int8_t* out) {
+  const inside_box b = inside_of(p);
+  const int32_t row = p->out_w * p->out_c;
+  for (int32_t oy = p->out_h - 1; oy >= 0; oy--) conv_span(p, &b, in, oy, 0, p->out_w, out + oy * row, 1);
+}
+
+// CONV_2D then the ADD of its output and a skip tensor, the sum written over the skip: the
+// convolution's pixels go a run at a time into a stack buffer, each run added to the skip's
+// pixels at once (the ADD element-wise, by the same tables as tg_add). The skip is `in1` of
+// the ADD's parameters, the convolution's output `in2` (the host swaps them if need be: the
+// two rescaled inputs are summed as integers, in either order).
+void tg_conv2d_add(const tg_conv_params* p, const tg_binary_params* add, const int8_t* in, int8_t* skip) {
+  int8_t run[TG_CONV_ADD_BYTES];
+  const tg_binary_params q = *add;
+  int32_t x[256], y[256];
+  for (int32_t v = -128; v < 128; v++) {
+    x[v + 128] = tg_add_rescaled_in1(&q, v);
+    y[v + 128] = tg_add_rescaled_in2(&q, v);
+  }
+  const inside_box b = inside_of(p);
+  const int32_t pixels = TG_CONV_ADD_BYTES / p->out_c;
+  for (int32_t oy = 0; oy < p->out_h; oy++) {
+    for (int32_t ox = 0; ox < p->out_w; ox += pixels) {
+      const int32_t n = p->out_w - ox < pixels ? p->out_w - ox : pixels;
+      conv_span(p, &b, in, oy, ox, ox + n, run, 0);
+      for (int32_t i = 0; i < n * p->out_c; i++) skip[i] = tg_add_sum_out(&q, x[skip[i] + 128] + y[run[i] + 128]);
+      skip += n * p->out_c;
+    }
+  }
+}
+
+// CONV_2D with a 1x1 filter, stride 1, no padding and no groups (a pointwise convolution, most
+// of a MobileNet's or a DS-CNN's work): the input is a matrix of pixels by channels, so pixels go
+// in pairs across image rows too (no single pixel at the end of each odd row), each pair two
+// filters by two pixels per pass of the dot product, and nothing is checked per pixel.
+void tg_conv2d_1x1(const tg_conv_params* p, const int8_t* in, int8_t* out) {
+  const output_stage o = output_stage_of(p);
+  // locals, not p->: the int8 stores may alias the parameter block
+  const int32_t in_c = p->in_c, out_c = p->out_c;
+  const int8_t* const filter = p->filter;
+  const int32_t* const bias = p->folded_bias;
+  int32_t pixels = p->out_h * p->out_w;
+  for (; pixels >= 2; pixels -= 2, in += 2 * in_c, out += 2 * out_c) {
+    int8_t* out1 = out + out_c;
+    const int8_t* f = filter;
+    int32_t oc = 0;
+    for (; oc + 2 <= out_c; oc += 2, f += 2 * in_c) {
+      int32_t acc[4] = {bias[oc], bias[oc], bias[oc + 1], bias[oc + 1]};
+      tg_dot2x2_step_s8(f, in, in_c, in_c, acc);
+      out[oc] = requantize(&o, acc[0], oc);
+      out1[oc] = requantize(&o, acc[1], oc);
+      out[oc + 1] = requantize(&o, acc[2], oc + 1);
+      out1[oc + 1] = requantize(&o, acc[3], oc + 1);
+    }
+    if (oc < out_c) {
+      int32_t acc0 = bias[oc], acc1 = bias[oc];
+      tg_dot2_s8(in, in + in_c, f, in_c, &acc0, &acc1);
+      out[oc] = requantize(&o, acc0, oc);
+      out1[oc] = requantize(&o, acc1, oc);
+    }
+  }
+  if (pixels) conv_window(p, &o, in, in_c, out);
 }
 
 // Channels [0, channels) of one depthwise output pixel (depth multiplier 1), four at a time
@@ -367,15 +526,20 @@ static void depthwise_border_pixel(const tg_conv_params* p, const int8_t* in, in
   }
 }
 
-void tg_depthwise_conv2d(const tg_conv_params* p, const int8_t* in, int8_t* out) {
-  int32_t y_lo, y_hi, x_lo, x_hi;
-  interior(p->out_h, p->in_h, p->k_h, p->stride_h, p->dilation_h, p->pad_h, &y_lo, &y_hi);
-  interior(p->out_w, p->in_w, p->k_w, p->stride_w, p->dilation_w, p->pad_w, &x_lo, &x_hi);
-  for (int32_t oy = 0; oy < p->out_h; oy++) {
+// Every output pixel, first to last or (backwards) last to first. Not inlined into its two
+// callers, so that the pixel functions each have one call site and are.
+static TG_NOINLINE void depthwise(const tg_conv_params* p, const int8_t* in, int8_t* out, int backwards) {
+  const inside_box b = inside_of(p);
+  const int32_t step = backwards ? -p->out_c : p->out_c;
+  if (backwards) out += (p->out_h * p->out_w - 1) * p->out_c;
+  for (int32_t r = 0; r < p->out_h; r++) {
+    const int32_t oy = backwards ? p->out_h - 1 - r : r;
     const int32_t y0 = oy * p->stride_h - p->pad_h;
-    for (int32_t ox = 0; ox < p->out_w; ox++, out += p->out_c) {
+    const int row_inside = oy >= b.y_lo && oy < b.y_hi;
+    for (int32_t c = 0; c < p->out_w; c++, out += step) {
+      const int32_t ox = backwards ? p->out_w - 1 - c : c;
       const int32_t x0 = ox * p->stride_w - p->pad_w;
-      if (oy >= y_lo && oy < y_hi && ox >= x_lo && ox < x_hi) {
+      if (row_inside && ox >= b.x_lo && ox < b.x_hi) {
         depthwise_inside_pixel(p, in, y0, x0, out);
       } else {
         depthwise_border_pixel(p, in, y0, x0, out);
@@ -383,3 +547,8 @@ void tg_depthwise_conv2d(const tg_conv_params* p, const int8_t* in, int8_t* out)
     }
   }
 }
+
+void tg_depthwise_conv2d(const tg_conv_params* p, const int8_t* in, int8_t* out) { depthwise(p, in, out, 0); }
+
+// Last pixel first, as tg_conv2d_backwards.
+void tg_depthwise_conv2d_backwards(const tg_conv_params* p, const int8_t* in, int8_t* out) { depthwise(p, in, out, 1); }

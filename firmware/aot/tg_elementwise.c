@@ -3,29 +3,17 @@
 // same index, so every one of these may write over its input (tinygen's planner relies on it).
 #include <math.h>
 
+#include "tg_add.h"
 #include "tg_fixedpoint.h"
 #include "tg_kernels.h"
 
-// ADD and SUB: each input rescaled to a common scale (tg_requant is tg_mbqm for multipliers
-// that are never negative, as these are), summed or subtracted, rescaled to the output's.
-static inline int32_t rescaled_in1(const tg_binary_params* p, int32_t a) {
-  return tg_requant((a + p->in1_offset) * (1 << p->left_shift), p->in1_multiplier, p->in1_shift);
-}
-
-static inline int32_t rescaled_in2(const tg_binary_params* p, int32_t b) {
-  return tg_requant((b + p->in2_offset) * (1 << p->left_shift), p->in2_multiplier, p->in2_shift);
-}
-
-static inline int8_t sum_out(const tg_binary_params* p, int32_t sum) {
-  return (int8_t)tg_clamp32(tg_requant(sum, p->out_multiplier, p->out_shift) + p->out_offset, p->act_min, p->act_max);
-}
-
+// ADD and SUB: tg_add.h's arithmetic.
 static inline int8_t add_one(const tg_binary_params* p, int32_t a, int32_t b) {
-  return sum_out(p, rescaled_in1(p, a) + rescaled_in2(p, b));
+  return tg_add_sum_out(p, tg_add_rescaled_in1(p, a) + tg_add_rescaled_in2(p, b));
 }
 
 static inline int8_t sub_one(const tg_binary_params* p, int32_t a, int32_t b) {
-  return sum_out(p, rescaled_in1(p, a) - rescaled_in2(p, b));
+  return tg_add_sum_out(p, tg_add_rescaled_in1(p, a) - tg_add_rescaled_in2(p, b));
 }
 
 static inline int8_t mul_one(const tg_binary_params* p, int32_t a, int32_t b) {
@@ -68,10 +56,10 @@ static int add_by_table(const tg_binary_params* p, const int8_t* in1, const int8
   const tg_binary_params q = *p;
   int32_t x[256], y[256];
   for (int32_t v = -128; v < 128; v++) {
-    x[v + 128] = rescaled_in1(&q, v);
-    y[v + 128] = sign * rescaled_in2(&q, v);
+    x[v + 128] = tg_add_rescaled_in1(&q, v);
+    y[v + 128] = sign * tg_add_rescaled_in2(&q, v);
   }
-  for (int32_t i = 0; i < n; i++) out[i] = sum_out(&q, x[in1[i] + 128] + y[in2[i] + 128]);
+  for (int32_t i = 0; i < n; i++) out[i] = tg_add_sum_out(&q, x[in1[i] + 128] + y[in2[i] + 128]);
   return 1;
 }
 

@@ -35,7 +35,11 @@ typedef struct {
 } tg_conv_params;
 
 void tg_conv2d(const tg_conv_params* p, const int8_t* in, int8_t* out);
+void tg_conv2d_1x1(const tg_conv_params* p, const int8_t* in, int8_t* out);  // 1x1, stride 1, no padding, no groups
 void tg_depthwise_conv2d(const tg_conv_params* p, const int8_t* in, int8_t* out);
+// The same, last output pixel first: the output may overlap its input from above.
+void tg_conv2d_backwards(const tg_conv_params* p, const int8_t* in, int8_t* out);
+void tg_depthwise_conv2d_backwards(const tg_conv_params* p, const int8_t* in, int8_t* out);
 
 // FULLY_CONNECTED: out[b][o] = sum_i (w[o][i] + filter_offset) * (in[b][i] + in_offset) + bias[o], requantized.
 typedef struct {
@@ -87,6 +91,10 @@ typedef struct {
 void tg_add(const tg_binary_params* p, const int8_t* in1, const int8_t* in2, int8_t* out);
 void tg_sub(const tg_binary_params* p, const int8_t* in1, const int8_t* in2, int8_t* out);
 void tg_mul(const tg_binary_params* p, const int8_t* in1, const int8_t* in2, int8_t* out);
+
+// CONV_2D and the ADD that follows it (a residual) in one pass: skip = ADD(skip, conv(in)),
+// written over the skip. `add`'s in1 is the skip, in2 the convolution's output.
+void tg_conv2d_add(const tg_conv_params* p, const tg_binary_params* add, const int8_t* in, int8_t* skip);
 
 // SOFTMAX over the last dimension, int8 in, int8 out (zero point -128, scale 1/256).
 typedef struct {

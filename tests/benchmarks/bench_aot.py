@@ -1,5 +1,6 @@
 """tinygen's AOT runtime next to TFLite Micro, side by side in one run, in QEMU's mps2-an386
-under `-icount shift=0`: arena, flash (arm-none-eabi-size) and instructions per inference.
+under `-icount shift=0`: arena, stack used (the firmware's painted-stack report), flash
+(arm-none-eabi-size) and instructions per inference.
 
     python tests/benchmarks/bench_aot.py [../shared/models] [--vectors 1]
 
@@ -37,18 +38,20 @@ def main() -> None:
     for name in MODELS:
         path = Path(args.models) / name
         rows.append((name, {rt: measure(path, rt, args.vectors) for rt in runtimes}))
-    head = f"{'model':32} {'runtime':8} {'mism':>5} {'arena B':>9} {'flash B':>9} {'instructions':>13}"
+    head = (f"{'model':32} {'runtime':8} {'mism':>5} {'arena B':>9} {'stack B':>8} {'flash B':>9} "
+            f"{'instructions':>13}")
     print(head)
     print("-" * len(head))
     for name, res in rows:
         for rt, j in res.items():
             if j is None:
                 continue
-            print(f"{name:32} {rt:8} {j['mismatches']:>5} {j['arena_bytes']:>9,} {j['flash_bytes']:>9,} "
+            print(f"{name:32} {rt:8} {j['mismatches']:>5} {j['arena_bytes']:>9,} {j.get('stack_used_bytes', 0):>8,} "
+                  f"{j['flash_bytes']:>9,} "
                   f"{j['instructions_per_inference']:>13,}")
         a, t = res.get("aot"), res.get("tflm")
         if a and t:
-            print(f"{'':32} {'aot/tflm':8} {'':>5} {a['arena_bytes'] / t['arena_bytes']:>9.2f} "
+            print(f"{'':32} {'aot/tflm':8} {'':>5} {a['arena_bytes'] / t['arena_bytes']:>9.2f} {'':>8} "
                   f"{a['flash_bytes'] / t['flash_bytes']:>9.2f} "
                   f"{a['instructions_per_inference'] / t['instructions_per_inference']:>13.2f}")
     if "tflm" not in runtimes:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..model.graph import Graph
 from .lower import ALIAS_OPS, KERNEL_DIR, KERNELS, MATCHES, AotError, Program, lower, quantize_multiplier  # noqa: F401
-from .plan import MemoryPlan, check_plan, plan
+from .plan import InPlace, MemoryPlan, check_plan, plan  # noqa: F401
 from .render import kernel_sources, render
 from .size import param_bytes
 
@@ -43,11 +43,39 @@ class Compiled:
         return self.program.sources
 
 
+# the kernel a convolution calls when it runs backwards, to write over its input from above
+# tg_conv2d_1x1's pairs run forwards only; backwards, a pointwise convolution takes the general kernel
+BACKWARDS = {"tg_conv2d": "tg_conv2d_backwards", "tg_conv2d_1x1": "tg_conv2d_backwards",
+             "tg_depthwise_conv2d": "tg_depthwise_conv2d_backwards"}
+
+
+def use_forms(program: Program, arena: MemoryPlan) -> None:
+    """The kernels the plan's in-place forms call: a convolution streamed backwards, or fused
+    with the ADD after it (whose parameters then take the skip as in1, the convolution's
+    output as in2: ADD sums the two rescaled inputs as integers, so the order is free)."""
+    for i, f in arena.forms.items():
+        s = program.steps[i]
+        if f.form == "streamed backwards":
+            s.kernel = BACKWARDS[s.kernel]
+            s.comment = s.comment.replace("; pointwise: pixels paired across rows", "")
+        elif f.form == "conv+add":
+            s.kernel = "tg_conv2d_add"
+            add = program.steps[f.fused]
+            if add.inputs[0] == s.output:
+                p = dict(add.params)
+                for a, b in (("in1_strides", "in2_strides"), ("in1_offset", "in2_offset"),
+                             ("in1_multiplier", "in2_multiplier"), ("in1_shift", "in2_shift")):
+                    p[a], p[b] = add.params[b], add.params[a]
+                add.params = p
+                add.inputs = add.inputs[::-1]
+
+
 def compile(graph: Graph, model_bytes: bytes, match: str = "tflm", model_name: str = "model") -> Compiled:  # noqa: A001
     """Lower, plan and render `graph`. An AotError names the first thing the runtime cannot run."""
     program = lower(graph, model_bytes, match)
     arena = plan(program)
     check_plan(program, arena)
+    use_forms(program, arena)
     files = render(program, arena, model_name)
     files.update(kernel_sources(program))
     return Compiled(program, arena, files)

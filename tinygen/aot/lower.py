@@ -298,6 +298,19 @@ class _Lowering:
             raise AotError(f"{o.op} '{g.tensors[y].name}' has {len(scales)} filter scales for {oc} channels.")
         lo, hi = activation_range(opts.fusedActivationFunction, s_out, zp_out)
         k = f"op{o.index}"
+        kernel, how = None, ""
+        if depthwise and ic == 1:
+            # One input channel: each output channel is its own filter over the same taps, which
+            # is an ordinary convolution with out_c filters of k_h x k_w x 1 (CMSIS-NN runs it so
+            # too). The depthwise kernel would walk it a channel at a time, one tap per multiply;
+            # the convolution's dot products take four taps per pair of instructions and serve
+            # two filters and two pixels with each load. Same sums, so the same bytes out.
+            filt = np.ascontiguousarray(filt.transpose(3, 1, 2, 0))     # [1, kh, kw, oc] -> [oc, kh, kw, 1]
+            depthwise, fc = False, 1
+            kernel, how = KERNELS["CONV_2D"][0], "; one input channel: run as a convolution of its filters"
+        elif (not depthwise and kh == kw == 1 and sx == sy == 1 and fc == ic and (ih, iw) == (oh, ow)
+              and max(dx, dy) == 1):
+            kernel, how = "tg_conv2d_1x1", "; pointwise: pixels paired across rows"
         tap_sums = (filt.astype(np.int64).reshape(-1, oc).sum(axis=0) if depthwise
                     else filt.astype(np.int64).reshape(oc, -1).sum(axis=1))
         arrays = self.weight_arrays(k, filt, b, scales * oc if len(scales) == 1 else scales, s_in, s_out,
@@ -313,8 +326,8 @@ class _Lowering:
         if depthwise and oc != ic * params["depth_multiplier"]:
             params["depth_multiplier"] = oc // ic     # older converters leave the option at 1
         comment = (f"{ih}x{iw}x{ic} -> {oh}x{ow}x{oc}, {kh}x{kw} filter, stride {sy}x{sx}, "
-                   f"{'SAME' if same else 'VALID'}, {_ACT_NAMES.get(opts.fusedActivationFunction)}")
-        self._step(o, "tg_conv_params", params, arrays, [x], y, comment=comment)
+                   f"{'SAME' if same else 'VALID'}, {_ACT_NAMES.get(opts.fusedActivationFunction)}{how}")
+        self._step(o, "tg_conv_params", params, arrays, [x], y, comment=comment, kernel=kernel)
 
     def _conv_2d(self, o) -> None:
         self._conv(o, False)

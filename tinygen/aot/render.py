@@ -17,10 +17,17 @@ def _c_array_body(values: np.ndarray, per_line: int) -> str:
     return "\n".join("    " + ", ".join(flat[i:i + per_line]) + "," for i in range(0, len(flat), per_line))
 
 
-def _call(s: Step, arena: MemoryPlan) -> str:
+def _call(s: Step, arena: MemoryPlan, steps: list[Step], i: int) -> str:
     def at(t: int, ctype: str, const: bool) -> str:
         return f"({'const ' if const else ''}{ctype}*)ARENA({arena.offsets[t]})"
     p = f"&op{s.op_index}_params"
+    if i in arena.fused_steps:
+        conv = next(steps[f.step] for f in arena.forms.values() if f.fused == i)
+        return f"// op {s.op_index}'s ADD runs inside op {conv.op_index}'s tg_conv2d_add"
+    if s.kernel == "tg_conv2d_add":
+        f = arena.forms[i]
+        return (f"tg_conv2d_add({p}, &op{steps[f.fused].op_index}_params, {at(s.inputs[0], 'int8_t', True)}, "
+                f"{at(f.src, 'int8_t', False)});")
     activations = iter(s.inputs)
     operands = [s.const_operands[k] if k in s.const_operands else next(activations)
                 for k in range(len(s.inputs) + len(s.const_operands))]
@@ -47,13 +54,13 @@ def render(program: Program, arena: MemoryPlan, model_name: str) -> dict[str, st
     """{"tg_model.h": ..., "tg_model.c": ...}: the model as C, for tinygen's kernels."""
 
     steps = []
-    for s in program.steps:
+    for i, s in enumerate(program.steps):
         if s.kernel is None:
             continue
         arrays = [{"name": n, "ctype": ct, "count": len(np.asarray(v).reshape(-1)),
                    "body": _c_array_body(v, 16 if ct == "int8_t" else 8)} for n, ct, v in s.arrays]
         steps.append({"op_index": s.op_index, "op": s.op, "comment": s.comment, "arrays": arrays,
-                      "params_type": s.params_type, "params": s.params, "call": _call(s, arena)})
+                      "params_type": s.params_type, "params": s.params, "call": _call(s, arena, program.steps, i)})
     ctx = {"version": __version__, "model_name": model_name, "sha256": program.graph.sha256, "steps": steps,
            "weight_bytes": program.weight_bytes + param_bytes(program), "arena_bytes": arena.size, "arena_heuristic": arena.heuristic,
            "reference": "TFLite's int8 reference kernels" if program.match == "tflite"
@@ -69,5 +76,5 @@ def render(program: Program, arena: MemoryPlan, model_name: str) -> dict[str, st
 def kernel_sources(program: Program) -> dict[str, str]:
     """The hand-written kernel files the program calls, by name."""
     d = resource_dir("firmware") / KERNEL_DIR
-    names = ["tg_kernels.h", "tg_fixedpoint.h", "tg_dot.h"] + program.sources
+    names = ["tg_kernels.h", "tg_fixedpoint.h", "tg_dot.h", "tg_add.h"] + program.sources
     return {n: (d / n).read_text() for n in names}

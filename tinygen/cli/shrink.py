@@ -26,6 +26,9 @@ def shrink(
     max_drop: Optional[float] = typer.Option(None, "--max-accuracy-drop", help="With --auto: accuracy points the int8 model may lose against the original's."),
     floor: Optional[float] = typer.Option(None, "--accuracy-floor", help="With --auto: the lowest int8 accuracy accepted (0-1)."),
     epochs: int = typer.Option(10, "--epochs", min=1, help="Distillation epochs."),
+    cluster: Optional[int] = typer.Option(None, "--cluster", help="Weight clustering (Deep Compression): at most N (2-128) values per weight tensor, stored as TFLM compressed tensors and a coded image. With a Keras model: tensorflow-model-optimization's clustering, distilled (after --prune S --unstructured, sparsity-preserving); with an int8 .tflite and no data: k-means on its weights."),
+    per_channel: bool = flag("--per-channel", help="With --cluster: centroids per output channel instead of per tensor (where the weight is quantized per channel)."),
+    original: Optional[Path] = typer.Option(None, "--original", help="With --cluster and an int8 .tflite: the float Keras model it was made from, for the Deep Compression table's float32 size."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where model.keras, model.tflite (int8) and shrink.json go. Default: build/<board>-shrunk/."),
     force: bool = ForceOpt,
     as_json: bool = JsonOpt,
@@ -46,6 +49,10 @@ def shrink(
     from ..shrink.recipe import shrink as run_shrink, shrink_inputs
     from ..shrink.search import run_search
 
+    if cluster is not None:
+        _cluster(board, model, data, val, cluster, per_channel, prune, unstructured, width, auto, original, epochs,
+                 out_dir, force, as_json)
+        return
     try:
         modes = sum(x is not None and x is not False for x in (width, prune, auto or None))
         if modes > 1:
@@ -86,6 +93,71 @@ def shrink(
     if not c.fits:
         err.print(f"[bold red]At width {c.width:g} the model still does not fit {b.id}.[/] Try a smaller --width.", highlight=False)
         raise typer.Exit(2)
+
+
+def _cluster(board, model, data, val, n, per_channel, prune, unstructured, width, auto, original, epochs, out_dir,
+             force, as_json) -> None:
+    """`shrink --cluster N`: train-time clustering of a Keras model, or k-means on an int8 .tflite."""
+    from ..boards import load_board
+    from ..shrink import cluster as cl
+    from ..shrink.recipe import shrink_inputs
+
+    try:
+        if width is not None or auto:
+            raise TinygenError("--cluster combines with --prune S --unstructured, not with --width or --auto.")
+        if prune is not None and not unstructured:
+            raise TinygenError("--cluster keeps what magnitude pruning zeroed: give --prune S with --unstructured.")
+        cl.check_clusters(n)
+        b = load_board(board)
+        out_dir = out_dir or Path("build") / f"{b.id}-clustered"
+        if cl.is_int8_tflite(model):
+            if data is not None or prune is not None:
+                raise TinygenError("An int8 .tflite is clustered after training (k-means on its weights): "
+                                   "--data and --prune need the Keras model.")
+            model_bytes, val_ds, keras_original = cl.post_training_inputs(model, val, original)
+            with steps(as_json) as progress:
+                result = cl.cluster_int8_model(b, model_bytes, n, per_channel, val_ds, keras_original, out_dir,
+                                               force, progress)
+        else:
+            if original is not None:
+                raise TinygenError("--original is for an int8 .tflite; a Keras --model is the float original itself.")
+            inputs = shrink_inputs(model, data, val)
+            with steps(as_json) as progress:
+                result = cl.cluster_keras(b, inputs.teacher, inputs.train, inputs.val, n, per_channel,
+                                          prune, epochs, out_dir, force, progress)
+    except TinygenError as e:
+        fail(e)
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        render_compression(result)
+    if not result.fit.fits:
+        raise typer.Exit(2)
+
+
+def render_compression(result) -> None:
+    c, a, x = result.compression, result.agreement, result.bit_exact
+    t = Table(title=f"Deep Compression for {result.board.id} ({result.clusters} centroids per "
+                    f"{'channel' if result.per_channel else 'tensor'}, {result.method})", title_justify="left")
+    for col in ("float32", "int8", "pruned", "clustered (TFLM)", "coded", "ratio"):
+        t.add_column(col, justify="right")
+    size = lambda v: "—" if v is None else f"{v:,} B"  # noqa: E731
+    t.add_row(size(c["float32_bytes"]), size(c["int8_bytes"]), size(c["pruned_bytes"]), size(c["clustered_bytes"]),
+              size(c["coded_bytes"]), "—" if c["ratio"] is None else f"{c['ratio']:.1f}x")
+    out.print(t)
+    out.print("Coded image: " + ", ".join(f"{m} {v:,} B" for m, v in c["coded_sizes"].items())
+              + f"; kept {c['coding']}.", highlight=False)
+    acc = (f" Top-1 accuracy {a.accuracy_before:.2%} -> {a.accuracy_after:.2%}." if a.accuracy_after is not None else "")
+    out.print(f"Against the unclustered int8 model on {a.inputs}: top-1 agreement {a.top1_agreement:.1%}, outputs "
+              f"{a.mean_abs_diff_lsb:.2f} int8 steps apart on average (max {a.max_abs_diff_lsb})." + acc, highlight=False)
+    out.print(f"TFLM interpreter on the compressed model: {'bit-identical to' if x.identical else '[red]differs from[/] (max ' + str(x.max_abs_diff) + ' steps)'} "
+              f"the clustered int8 model on {x.samples} inputs.", highlight=False)
+    f = result.fit
+    out.print(f"Flash {kb(f.flash.total_bytes)} of {kb(f.flash.budget_bytes)}, SRAM {kb(f.sram.total_bytes)} of "
+              f"{kb(f.sram.budget_bytes)} on {result.board.id}. Wrote {', '.join(result.files)} to {result.out_dir}/",
+              highlight=False)
+    for note in f.runtime_note:
+        err.print(note, highlight=False)
 
 
 def render_search(result, as_json: bool) -> None:

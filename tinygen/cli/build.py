@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -13,14 +14,23 @@ from rich.table import Table
 from ..errors import TinygenError
 from .common import BoardOpt, ForceOpt, JsonOpt, MatchOpt, RuntimeOpt, app, err, fail, flag, kb, out, steps, warn
 
+TflmPlanOpt = typer.Option("auto", "--tflm-plan", help="TFLM's memory plan for the activations: offline (tinygen's, "
+                           "written into the model's metadata; TFLM places every activation where it says), greedy "
+                           "(TFLM's own planner), or auto: whichever needs the smaller arena on the board.")
+DenseOpt = typer.Option("auto", "--dense", help="How a float model's dense (FULLY_CONNECTED) weights are quantized: "
+                        "per-channel (the converter's default), per-tensor (a smaller TFLM arena), or auto: "
+                        "per-tensor where its int8 accuracy (or agreement) is within 0.1 point of per-channel.")
+
 
 @app.command()
 def fit(
     board: str = BoardOpt,
     model: Path = typer.Option(..., "--model", "-m", help="A full-int8 .tflite, or a Keras/SavedModel model to quantize first."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Calibration samples (.npz with x[, y], or .npy), for a float model."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Also write per-layer memory as a PNG."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also write per-layer memory and the memory timeline as a PNG."),
     runtime: str = RuntimeOpt,
+    tflm_plan: str = TflmPlanOpt,
+    dense: str = DenseOpt,
     as_json: bool = JsonOpt,
 ):
     """Check whether a model fits a board: flash and SRAM, with headroom or overage.
@@ -31,7 +41,7 @@ def fit(
     """
     from ..pipeline.build import BuildOptions
 
-    _run_build(board, model, data, None, None, as_json, BuildOptions(project=False, runtime=runtime), plot=plot,
+    _run_build(board, model, data, None, None, as_json, BuildOptions(project=False, runtime=runtime, tflm_plan=tflm_plan, dense=dense), plot=plot,
                fit_only=True)
 
 
@@ -45,6 +55,8 @@ def build(
     force: bool = ForceOpt,
     input_source: str = typer.Option("test-vectors", "--input", help="Where the firmware's inputs come from: test-vectors (compiled in, checked against the host interpreter) or serial (sent by the host)."),
     harness: str = typer.Option("tinygen", "--harness", help="tinygen: print a TG1 line per inference (for `tinygen monitor`); mlperf: answer the MLPerf Tiny / EnergyRunner DUT protocol instead."),
+    mlperf_model: Optional[str] = typer.Option(None, "--mlperf-model", help="With --harness mlperf: the benchmark id the DUT reports (kws01, vww01, ic01, ad01, sww01). Default: recognised from the model."),
+    mlperf_mode: str = typer.Option("performance", "--mlperf-mode", help="With --harness mlperf: performance (m-lap-us timestamps) or energy (the board's timestamp pin pulses, UART at 9600 baud)."),
     raw_output: bool = flag("--raw-output", help="Have the firmware print every output byte on each inference line, not only the top class and score."),
     vectors: int = typer.Option(10, "--vectors", min=1, help="How many test vectors to compile in (from --val, else --data)."),
     no_project: bool = flag("--no-project", help="Write the model and fit report only, no firmware project."),
@@ -57,8 +69,11 @@ def build(
     flash_: bool = flag("--flash", help="After --compile, put the firmware on the board (see `tinygen flash`)."),
     port: Optional[str] = typer.Option(None, "--port", "-p", help="With --flash/--monitor: the board's serial port."),
     monitor_after: bool = flag("--monitor", help="After --flash, go straight on into `tinygen monitor` on --port."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Also write per-layer memory as a PNG."),
+    power: Optional[str] = typer.Option(None, "--power", help="With --monitor: measure energy per inference with a power monitor (see `tinygen monitor --power`): ppk2:/dev/ttyACM1, joulescope or lpm01a:/dev/ttyACM2."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also write per-layer memory and the memory timeline as a PNG."),
     runtime: str = RuntimeOpt,
+    tflm_plan: str = TflmPlanOpt,
+    dense: str = DenseOpt,
     match: str = MatchOpt,
     as_json: bool = JsonOpt,
 ):
@@ -83,14 +98,15 @@ def build(
         model, calibration, validation = _shrink_first(board, model, data, val, max_drop, as_json)
         data = val = None
     opts = BuildOptions(input_source=input_source, vector_count=vectors, project=not no_project, harness=harness,
-                        raw_output=raw_output, runtime=runtime, match=match, force=force)
+                        raw_output=raw_output, runtime=runtime, match=match, force=force, tflm_plan=tflm_plan, dense=dense,
+                        mlperf_model=mlperf_model, mlperf_mode=mlperf_mode)
     out_dir = _run_build(board, model, data, val, out_dir, as_json, opts, plot=plot,
                          compile_=compile_ or run_ or flash_, run=run_, tflm_root=tflm_root,
                          sdk_roots={"AMBIQ_ROOT": ambiq_root}, calibration=calibration, validation=validation)
     if flash_:
         from .flash import flash_image
 
-        flash_image(out_dir, board, port, monitor_after=monitor_after)
+        flash_image(out_dir, board, port, monitor_after=monitor_after, power=power)
 
 
 def _shrink_first(board_name: str, model: Optional[Path], data: Optional[Path], val: Optional[Path],
@@ -123,8 +139,11 @@ def _run_build(board_name, model, data, val, out_dir, as_json, opts, plot=None, 
     try:
         board = load_board(board_name)
         port = find_port(board)
+        # the port's SDKs from the environment (NRFX_ROOT, ...), options such as --ambiq-root first
+        sdk_roots = {**{v: Path(os.environ[v]) for v in (port.sdk_variables if port else ()) if os.environ.get(v)},
+                     **{v: p for v, p in (sdk_roots or {}).items() if p is not None}}
         if compile_ and port is not None and opts.project:   # what make needs, before minutes of work
-            check_tools(port, tflm_root, (sdk_roots or {}).get(port.sdk_variable), needs_tflm=opts.runtime == "tflm")
+            check_tools(port, tflm_root, needs_tflm=opts.runtime == "tflm", sdk_roots=sdk_roots)
         if not fit_only and out_dir is None:
             out_dir = Path("build") / board.id
         with steps(as_json) as progress:
@@ -189,14 +208,28 @@ def _render(result) -> None:
         out.print(f"  flash = weights {c.weight_bytes:,} + parameter blocks {c.param_bytes:,} + AOT kernels "
                   f"{r.runtime_bytes:,} ({', '.join(c.program.kernels)}) + application {r.app_bytes:,}{vectors}", highlight=False)
         out.print(f"  SRAM  = arena {r.arena_bytes:,} (planned ahead, {c.arena.heuristic}; "
-                  f"ops run in place: {len(c.arena.in_place)}) + stack {r.stack_bytes:,} + static {r.static_ram_bytes:,}",
+                  f"ops run in place: {len(c.arena.in_place)}) + "
+                  + (f"in-place kernel stack {c.arena.stack_bytes:,} + " if c.arena.stack_bytes else "")
+                  + f"stack {r.stack_bytes:,} + static {r.static_ram_bytes:,}",
                   highlight=False)
     else:
         out.print(f"  flash = model {r.model_bytes:,} + TFLM runtime {r.runtime_bytes:,} ({', '.join(g.ops)}) "
                   f"+ application {r.app_bytes:,}{vectors}", highlight=False)
+        peak = r.plan.transient_bytes
         out.print(f"  SRAM  = arena {r.arena_bytes:,} (activations {r.plan.head_bytes:,} + persistent {r.plan.tail_bytes:,}) "
-                  f"+ margin {r.arena_reserved_bytes - r.arena_bytes:,} + stack {r.stack_bytes:,} + static {r.static_ram_bytes:,}",
+                  + (f"+ AllocateTensors' peak {peak:,} " if peak else "")
+                  + f"+ margin {r.arena_reserved_bytes - r.arena_bytes - peak:,} + stack {r.stack_bytes:,} + static {r.static_ram_bytes:,}",
                   highlight=False)
+        if peak:
+            out.print(f"  TFLM needs an arena of {r.plan.required_bytes:,} B while it allocates ({r.plan.required_phase}), "
+                      f"{peak:,} B more than it keeps in use: the firmware reserves that.", highlight=False)
+        if r.memory_plan is not None:
+            mp = r.memory_plan
+            used = {"offline": "tinygen's offline plan (in the model's metadata)", "greedy": "TFLM's greedy planner",
+                    "model": "the offline plan the model came with"}[mp.used]
+            offline = f"{mp.offline_arena_bytes:,}" if mp.offline_arena_bytes is not None else "n/a"
+            out.print(f"  memory plan: {used}; arena with TFLM's greedy plan {mp.greedy_arena_bytes:,}, with tinygen's "
+                      f"{offline} (activations at most {mp.bound_head_bytes:,} alive at once)", highlight=False)
     if not r.plan.exact:
         warn(f"The arena is not exact: tinygen does not model the allocations of {', '.join(r.plan.unmodelled_ops)}.")
     for n in r.runtime_note:
@@ -208,6 +241,12 @@ def _render(result) -> None:
             out.print(f"Accuracy on {a.samples:,} labelled samples: float {f}, int8 {a.int8_top1:.2%}")
         else:
             out.print(f"Int8 top-1 agreement with the float model on {a.samples:,} samples: {a.int8_top1:.2%} (no labels)")
+    d = getattr(result, "dense", None)
+    if d is not None:
+        def score(v):
+            return f"{v:.2%}" if v is not None else "not measured"
+        out.print(f"Dense layers quantized {d.chosen} (--dense {d.asked}): int8 {score(d.per_channel)} per-channel, "
+                  f"{score(d.per_tensor)} per-tensor", highlight=False)
     if result.out_dir is not None:
         shown = [f for f in result.files if "/" not in f] + sorted({f.split("/")[0] + "/" for f in result.files if "/" in f})
         out.print(f"Wrote {', '.join(shown)} to {result.out_dir}/")

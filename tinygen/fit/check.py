@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ..boards import Board
 from ..errors import TinygenError
 from ..model.graph import Graph
-from ..ports import application_flash_bytes
-from ..tflm.arena import ArenaPlan, Target, plan_arena
+from ..ports import application_flash_bytes, port_static_ram_bytes
+from ..tflm.arena import ArenaPlan, Target
+from ..tflm.compress import DECODE_OP
 from ..tflm.flash import check_ops, runtime_flash
+from ..tflm.offline_plan import PlanChoice, arena_plans
 
 if TYPE_CHECKING:
     from ..aot import Compiled
@@ -18,6 +20,9 @@ if TYPE_CHECKING:
 # The generated firmware reserves the arena rounded up to 16 bytes plus this margin, for a
 # TFLM newer than the one tinygen's tables were measured on.
 ARENA_MARGIN_BYTES = 1024
+# What the flash figure leaves out for a compressed model.
+DECODE_NOTE = ("The model has TFLM compressed tensors: its flash counts the compressed model's bytes, not the "
+               "code of TFLM's DECODE kernel and USE_TFLM_COMPRESSION build, which tinygen has not measured.")
 IO_BUFFER_BYTES = 256            # an allowance for the firmware's serial output buffer
 
 
@@ -57,6 +62,9 @@ class FitReport:
     runtime: str = "tflm"
     compiled: Compiled | None = None     # with runtime "aot": the model compiled ahead of time
     test_vectors: int = 0                # how many test vectors test_vector_bytes counts
+    compression: dict | None = None      # the Deep Compression table, when the model was compressed
+    memory_plan: PlanChoice | None = None   # with runtime "tflm": which memory plan the model carries
+    tflm_plans: dict[str, ArenaPlan] = field(default_factory=dict)   # TFLM's greedy plan, tinygen's offline plan
 
     def with_test_vectors(self, count: int) -> FitReport:
         """The same report with `count` compiled-in test vectors instead."""
@@ -75,7 +83,9 @@ class FitReport:
             return None
         return {"steps": c.kernel_calls, "kernels": c.program.kernels, "kernel_code_bytes": self.runtime_bytes,
                 "weight_bytes": c.weight_bytes, "param_bytes": c.param_bytes, "arena_heuristic": c.arena.heuristic,
-                "in_place_ops": [c.program.steps[i].op_index for i in c.arena.in_place]}
+                "in_place_ops": [c.program.steps[i].op_index for i in c.arena.in_place],
+                "in_place_forms": {c.program.steps[i].op_index: f.form for i, f in c.arena.forms.items()},
+                "kernel_stack_bytes": c.arena.stack_bytes}
 
     @property
     def runtime_label(self) -> str:
@@ -124,6 +134,9 @@ class FitReport:
                 "arena_head_bytes": self.plan.head_bytes,
                 "arena_tail_bytes": self.plan.tail_bytes,
                 "arena_exact": self.plan.exact,
+                **({"tflm_required_bytes": self.plan.required_bytes, "tflm_required_phase": self.plan.required_phase}
+                   if self.runtime == "tflm" else {}),
+                **({"tflm_plan": self.memory_plan.to_json()} if self.memory_plan is not None else {}),
                 "arena_reserved_bytes": self.arena_reserved_bytes,
                 "stack_bytes": self.stack_bytes,
                 "static_bytes": self.static_ram_bytes,
@@ -146,6 +159,7 @@ class FitReport:
                 "fits": self.flash.fits,
             },
             "fits": self.fits,
+            **({"compression": self.compression} if self.compression is not None else {}),
         }
 
 
@@ -158,7 +172,8 @@ AOT_STATIC_RAM_BYTES = 64
 
 def check_fit(graph: Graph, board: Board, model_path: str = "", test_vectors: int = 0,
               input_sram_bytes: int = 0, input_flash_bytes: int = 0, runtime: str = "tflm",
-              model_bytes: bytes | None = None, match: str = "tflm", model_name: str = "model") -> FitReport:
+              model_bytes: bytes | None = None, match: str = "tflm", model_name: str = "model",
+              memory_plan: PlanChoice | None = None) -> FitReport:
     """Flash and SRAM of `graph` on `board`, with the runtime (TFLM, or tinygen's AOT C;
     that one needs `model_bytes`, and compiles the model once, kept in the report with `match`'s
     arithmetic) and the kernels the firmware will use.
@@ -169,20 +184,27 @@ def check_fit(graph: Graph, board: Board, model_path: str = "", test_vectors: in
                               match, model_name)
     if runtime != "tflm":
         raise TinygenError(f"--runtime must be one of {', '.join(RUNTIMES)}, not '{runtime}'.")
-    check_ops(graph)
+    # A model in TFLM's compressed-tensor format: its bytes (graph.model_bytes) are what flash
+    # holds; its DECODE ops expand the tensors in the arena, which the replay counts as tensors.
+    check_ops(replace(graph, operators=[o for o in graph.operators if o.op != DECODE_OP]))
     target = Target.for_board(board)
-    plan = plan_arena(graph, target)
+    # with the offline memory plan the model carries, if any (tflm.offline_plan)
+    plan, tflm_plans = arena_plans(graph, target, model_bytes, memory_plan)
     # The firmware declares the arena rounded up to 16 bytes, so its end is aligned as TFLM assumes.
     arena = plan.used_bytes
-    runtime, runtime_ram, measured_core = runtime_flash(graph.ops, board.cpu)
-    static_ram = runtime_ram + IO_BUFFER_BYTES + input_sram_bytes
-    reserved = (arena + 15) // 16 * 16 + ARENA_MARGIN_BYTES
+    runtime, runtime_ram, measured_core = runtime_flash([op for op in graph.ops if op != DECODE_OP], board.cpu)
+    static_ram = runtime_ram + IO_BUFFER_BYTES + input_sram_bytes + port_static_ram_bytes(board)
+    # AllocateTensors needs more than it leaves in use while it prepares ops and plans memory
+    # (plan.required_bytes): the firmware reserves that, or it stops at boot in allocate-tensors.
+    reserved = (plan.required_bytes + 15) // 16 * 16 + ARENA_MARGIN_BYTES
     sram_total = reserved + board.stack_bytes + board.heap_bytes + static_ram
     vector_bytes = _vector_bytes(graph, test_vectors)
     app = application_flash_bytes(board) + input_flash_bytes
     flash_total = graph.model_bytes + runtime + app + vector_bytes
     notes = [] if measured_core == board.cpu else [
         f"TFLM's code size was measured for {measured_core}, not {board.cpu}; the flash figure uses it."]
+    if DECODE_OP in graph.ops:
+        notes.append(DECODE_NOTE)
     return FitReport(
         board=board, graph=graph, model_path=model_path, kernels=target.kernels, plan=plan,
         arena_bytes=arena, arena_reserved_bytes=reserved,
@@ -191,7 +213,7 @@ def check_fit(graph: Graph, board: Board, model_path: str = "", test_vectors: in
         model_bytes=graph.model_bytes, runtime_bytes=runtime, app_bytes=app,
         test_vector_bytes=vector_bytes, test_vectors=test_vectors,
         stack_bytes=board.stack_bytes, static_ram_bytes=static_ram, runtime_core=measured_core,
-        runtime_note=notes,
+        runtime_note=notes, memory_plan=memory_plan, tflm_plans=tflm_plans,
     )
 
 
@@ -210,8 +232,9 @@ def _check_fit_aot(graph: Graph, board: Board, model_path: str, test_vectors: in
     weights, params = compiled.weight_bytes, compiled.param_bytes
     plan = ArenaPlan(head_bytes=arena.size, tail_bytes=0, scratch_bytes=[], tail=[],
                      buffer_offsets={f"tensor {t}": o for t, o in arena.offsets.items()}, exact=True)
-    static_ram = AOT_STATIC_RAM_BYTES + IO_BUFFER_BYTES + input_sram_bytes
-    sram_total = arena.size + board.stack_bytes + board.heap_bytes + static_ram
+    static_ram = AOT_STATIC_RAM_BYTES + IO_BUFFER_BYTES + input_sram_bytes + port_static_ram_bytes(board)
+    # an in-place form's stack buffer (tg_conv2d_add's run of pixels) comes on top of the port's stack
+    sram_total = arena.size + arena.stack_bytes + board.stack_bytes + board.heap_bytes + static_ram
     vector_bytes = _vector_bytes(graph, test_vectors)
     app = application_flash_bytes(board) + input_flash_bytes
     flash_total = weights + params + code + app + vector_bytes
@@ -224,6 +247,7 @@ def _check_fit_aot(graph: Graph, board: Board, model_path: str, test_vectors: in
         model_bytes=weights + params, runtime_bytes=code, app_bytes=app, test_vector_bytes=vector_bytes,
         stack_bytes=board.stack_bytes, static_ram_bytes=static_ram, runtime_core=core, runtime_note=notes,
         runtime="aot", compiled=compiled, test_vectors=test_vectors,
+        tflm_plans=arena_plans(graph, Target.for_board(board), None)[1],   # for the memory timeline
     )
 
 

@@ -1,6 +1,6 @@
 """`tinygen build` (and `fit`), as named stages a test can call one by one:
 
-    resolve_inputs -> quantize_and_score -> check -> write_outputs -> compile_and_run
+    resolve_inputs -> quantize_and_score -> plan_memory -> check -> write_outputs -> compile_and_run
 
 `build()` runs them in order; the CLI only parses options, calls it and renders the result.
 """
@@ -49,6 +49,10 @@ class BuildOptions:
     match: str = "tflm"
     eval_limit: int = 1000
     force: bool = False          # write into an --out that holds the user's files, beside them
+    tflm_plan: str = "auto"      # TFLM's memory plan: tinygen's offline plan, TFLM's greedy one, or the smaller
+    mlperf_model: str | None = None      # --harness mlperf: the benchmark id to report, when the model is not recognised
+    mlperf_mode: str = "performance"     # --harness mlperf: "energy" pulses the board's timestamp pin instead of laps
+    dense: str = "auto"          # FULLY_CONNECTED weights per-channel, per-tensor, or per-tensor where it costs <= 0.1 point
 
 
 @dataclass
@@ -67,6 +71,8 @@ class Quantized:
     graph: Graph
     accuracy: Accuracy
     samples: Dataset           # where test vectors come from: the evaluation set, else the calibration set
+    dense: quantize.DenseChoice | None = None   # how dense layers were quantized, for a float model with any
+    memory_plan: object | None = None   # tflm.offline_plan.PlanChoice, once plan_memory chose
 
 
 @dataclass
@@ -84,6 +90,7 @@ class BuildResult:
     project_reason: str | None = None    # why there is no project, where there is none
     size: object | None = None       # project.make.ImageSize, with --compile
     run: object | None = None        # device.qemu.RunResult, with --run
+    dense: quantize.DenseChoice | None = None
 
     def to_json(self) -> dict:
         j = self.report.to_json()
@@ -91,6 +98,8 @@ class BuildResult:
         j["accuracy"] = {
             "float": a.float_top1, "int8": a.int8_top1, "samples": a.samples, "measured_by": a.kind,
         }
+        if self.dense is not None:
+            j["accuracy"]["dense_layers"] = self.dense.to_json()
         j["calibration"] = self.calibration_source
         j["warnings"] = self.warnings
         if self.out_dir is not None:
@@ -158,15 +167,18 @@ def resolve_inputs(model_path: Path | None, data_path: Path | None = None, val_p
 
 # --- stage 2: int8, and what it cost -------------------------------------------------------
 
-def quantize_and_score(inputs: Inputs, eval_limit: int = 1000, progress: Progress = _noop) -> Quantized:
+def quantize_and_score(inputs: Inputs, eval_limit: int = 1000, progress: Progress = _noop,
+                       dense: str = "auto") -> Quantized:
     """Full-integer int8 (an int8 .tflite passes through), then accuracy: float through the source
-    model, int8 through the tflite-micro interpreter; without labels, int8-vs-float agreement."""
+    model, int8 through the tflite-micro interpreter; without labels, int8-vs-float agreement.
+    Dense layers per channel, per tensor, or ("auto") per tensor where that scores within 0.1 point."""
     from ..model.tf import quiet
 
     src = inputs.source
     progress("Quantizing to int8", None, None)
     with quiet():
-        model_bytes = quantize.quantize(src, inputs.calibration, inputs.keras_model)
+        model_bytes = quantize.quantize(src, inputs.calibration, inputs.keras_model,
+                                        dense="per-tensor" if dense == "per-tensor" else "per-channel")
     graph = parse(model_bytes, src.name)
     progress("Running it once in TFLite Micro", None, None)
     check_runs(model_bytes, graph, src.name)   # TFLM allocates and runs it, in a child process it may crash
@@ -184,10 +196,57 @@ def quantize_and_score(inputs: Inputs, eval_limit: int = 1000, progress: Progres
         total = len(xs)
         int8_out = int8_predict(model_bytes, graph, xs, lambda n: progress("Int8 accuracy (TFLite Micro)", n, total))
         acc = accuracy(float_out, int8_out, ys)
-    return Quantized(model_bytes, graph, acc, eval_set if eval_set is not None else inputs.calibration)
+    choice = None
+    if src.kind != "tflite" and dense != "per-tensor" and quantize.per_channel_dense(graph):
+        choice = quantize.DenseChoice("per-channel", dense, acc.int8_top1, None, acc.kind, acc.samples)
+        if dense == "auto" and eval_set is not None:
+            choice, pt = _per_tensor_if_free(inputs, acc, float_out, xs, ys, choice, progress)
+            if pt is not None:
+                model_bytes, graph, acc = pt
+    elif src.kind != "tflite" and dense == "per-tensor" and "FULLY_CONNECTED" in graph.ops:
+        choice = quantize.DenseChoice("per-tensor", dense, None, acc.int8_top1, acc.kind, acc.samples)
+    return Quantized(model_bytes, graph, acc, eval_set if eval_set is not None else inputs.calibration, dense=choice)
 
 
-# --- stage 3: the fit -------------------------------------------------------------------
+def _per_tensor_if_free(inputs: Inputs, acc: Accuracy, float_out, xs, ys, per_channel: quantize.DenseChoice,
+                        progress: Progress):
+    """The model again with per-tensor dense layers, scored on the same samples; kept where it is
+    within 0.1 point of per-channel (quantize.choose_dense). Returns the choice, and the per-tensor
+    (bytes, graph, accuracy) where it is chosen, else None."""
+    from dataclasses import replace
+
+    from ..model.tf import quiet
+
+    src = inputs.source
+    progress("Quantizing dense layers per tensor", None, None)
+    with quiet():
+        pt_bytes = quantize.quantize(src, inputs.calibration, inputs.keras_model, dense="per-tensor")
+    pt_graph = parse(pt_bytes, src.name)
+    check_runs(pt_bytes, pt_graph, src.name)
+    total = len(xs)
+    pt_out = int8_predict(pt_bytes, pt_graph, xs,
+                          lambda n: progress("Int8 accuracy, per-tensor dense (TFLite Micro)", n, total))
+    pt_acc = accuracy(float_out, pt_out, ys)
+    chosen = quantize.choose_dense(acc.int8_top1, pt_acc.int8_top1)
+    choice = replace(per_channel, chosen=chosen, per_tensor=pt_acc.int8_top1)
+    return choice, ((pt_bytes, pt_graph, pt_acc) if chosen == "per-tensor" else None)
+
+
+# --- stage 3: the memory plan, and the fit ---------------------------------------------------
+
+def plan_memory(board: Board, q: Quantized, opts: BuildOptions) -> Quantized:
+    """For TFLM: the model with tinygen's offline memory plan in its metadata, or without, as
+    opts.tflm_plan asks ("auto": whichever arena is smaller on the board). Outputs are unchanged."""
+    if opts.runtime != "tflm":
+        return q
+    from dataclasses import replace
+
+    from ..tflm.arena import Target
+    from ..tflm.offline_plan import choose
+
+    model_bytes, graph, choice = choose(q.model_bytes, q.graph, Target.for_board(board), opts.tflm_plan)
+    return replace(q, model_bytes=model_bytes, graph=graph, memory_plan=choice)
+
 
 def check(board: Board, q: Quantized, model_path: str, opts: BuildOptions, writes_project: bool) -> FitReport:
     """The fit check, counting what the firmware will hold besides the model: compiled-in test
@@ -199,7 +258,7 @@ def check(board: Board, q: Quantized, model_path: str, opts: BuildOptions, write
     n_vectors = min(opts.vector_count, len(q.samples)) if vectors_in_flash else 0
     report = check_fit(q.graph, board, model_path, n_vectors, camera_sram, camera_flash,
                        runtime=opts.runtime, model_bytes=q.model_bytes, match=opts.match,
-                       model_name=Path(model_path).name)
+                       model_name=Path(model_path).name, memory_plan=q.memory_plan)
     return fit_test_vectors(report)
 
 
@@ -253,19 +312,20 @@ def tflm_project_files(report: FitReport, q: Quantized, model_name: str, opts: B
         vectors = test_vectors(q, report.test_vectors)
     return render_project(report, model_name, opts.input_source, vectors,
                           q.samples.source if vectors is not None else "", harness=opts.harness,
-                          raw_output=opts.raw_output)
+                          raw_output=opts.raw_output, mlperf_model=opts.mlperf_model, mlperf_mode=opts.mlperf_mode)
 
 
 def aot_project_files(report: FitReport, q: Quantized, model_name: str, opts: BuildOptions,
                       progress: Progress = _noop) -> dict[str, str | bytes]:
     vectors = None
     reference = "TFLite" if opts.match == "tflite" else "TFLite Micro"
-    if opts.input_source == "test-vectors":
+    if opts.input_source == "test-vectors" and opts.harness == "tinygen":
         progress(f"Test vectors ({reference})", None, None)
         vectors = test_vectors(q, report.test_vectors, opts.match)
     return render_aot_project(report, model_name, opts.input_source, vectors,
                               q.samples.source if vectors is not None else "", raw_output=opts.raw_output,
-                              harness=opts.harness, reference=reference)
+                              harness=opts.harness, reference=reference, mlperf_model=opts.mlperf_model,
+                              mlperf_mode=opts.mlperf_mode)
 
 
 def write_outputs(result: BuildResult, q: Quantized, model_name: str, out_dir: Path, opts: BuildOptions,
@@ -315,15 +375,27 @@ def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir
     opts = opts or BuildOptions()
     if opts.match != "tflm" and opts.runtime != "aot":
         raise TinygenError("--match picks the arithmetic of tinygen's AOT C; it needs --runtime aot.")
+    if opts.dense not in quantize.DENSE:
+        raise TinygenError(f"--dense must be auto, per-channel or per-tensor, not '{opts.dense}'.")
+    if opts.tflm_plan not in ("auto", "offline", "greedy"):
+        raise TinygenError(f"--tflm-plan must be auto, offline or greedy, not '{opts.tflm_plan}'.")
+    if opts.tflm_plan != "auto" and opts.runtime != "tflm":
+        raise TinygenError("--tflm-plan picks TFLM's memory plan; it needs --runtime tflm.")
+    if (opts.mlperf_model is not None or opts.mlperf_mode != "performance") and opts.harness != "mlperf":
+        raise TinygenError("--mlperf-model and --mlperf-mode describe the MLPerf Tiny DUT; they need --harness mlperf.")
+    if opts.mlperf_mode not in ("performance", "energy"):
+        raise TinygenError(f"--mlperf-mode must be one of performance, energy, not '{opts.mlperf_mode}'.")
     if out_dir is not None:
         check_out_dir(out_dir, opts.force)    # a folder of the user's is refused before any work, not after
     progress("Reading the model", None, None)
     inputs = resolve_inputs(model_path, data_path, val_path, calibration, validation)
-    q = quantize_and_score(inputs, opts.eval_limit, progress)
+    q = quantize_and_score(inputs, opts.eval_limit, progress, opts.dense)
+    q = plan_memory(board, q, opts)
     progress("Checking the fit", None, None)
     model_name = inputs.source.name
     report = check(board, q, str(model_path or inputs.source.path), opts, writes_project=out_dir is not None)
     result = BuildResult(report, q.model_bytes, q.accuracy, inputs.calibration.source, inputs.warnings)
+    result.dense = q.dense
     note = vectors_note(report, min(opts.vector_count, len(q.samples)))
     if note:
         result.warnings.append(note)
@@ -349,8 +421,7 @@ def compile_and_run(result: BuildResult, tflm_root: Path | None, sdk_roots: dict
     aot = result.report.runtime == "aot"
     progress("Compiling the firmware" + ("" if aot else " (TFLM's first build takes minutes)"), None, None)
     add_to_tree(result.out_dir, trees=("build",))   # refuses a build/ that is not tinygen's
-    result.size = compile_project(result.out_dir, port, None if aot else tflm_root,
-                                  sdk_roots.get(port.sdk_variable) if port.sdk_variable else None, needs_tflm=not aot)
+    result.size = compile_project(result.out_dir, port, None if aot else tflm_root, needs_tflm=not aot, sdk_roots=sdk_roots)
     if run:
         progress("Running in QEMU", None, None)
         result.run = qemu.run(result.out_dir / "build" / "firmware.elf", port.qemu_machine)

@@ -94,3 +94,21 @@ def test_the_image_boots_from_a_vector_table_at_zero(digits):
     assert reset & 1, "the reset vector must have the Thumb bit set"
     assert reset & ~1 == handler["st_value"] & ~1
     assert BOARD.flash_origin < reset & ~1 < BOARD.flash_origin + BOARD.flash_size
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("TFLM_ROOT"),
+                    reason="TFLM_ROOT is not set: TFLM firmware for the micro:bit links a tflite-micro checkout's "
+                           "Cortex-M0+ library")
+def test_tflm_firmware_runs_on_the_micro_bit(tmp_path):
+    """TFLM's Cortex-M0+ library (ARMv6-M code, which the nRF51's M0 runs) with the nrf51 port, in
+    QEMU's microbit machine: every output equal to the host interpreter's, the arena TFLM reports
+    equal to the fit check's."""
+    import os
+
+    r = cli("run", "--board", BOARD.id, "--runtime", "tflm", "--vectors", "5", "--out", tmp_path / "fw", "--json",
+            "--tflm-root", os.environ["TFLM_ROOT"])
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert j["vectors"] == 5 and j["mismatches"] == 0
+    assert j["arena_bytes"] == j["estimate"]["arena_bytes"]
+    assert j["flash_bytes"] <= j["estimate"]["flash_bytes"]

@@ -374,3 +374,21 @@ def test_cli_mlperf_options_are_one_sentence(shared_models, tmp_path, args, said
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert said in " ".join(r.stderr.split()), r.stderr
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc is not installed")
+@pytest.mark.parametrize("board", ["mps2-an386", "bbc-microbit"])
+def test_the_fit_check_counts_the_dut(board, tmp_path):
+    """The DUT's code (more on a core without an FPU, whose float printing is software) and its
+    payload buffer are in the fit check: the linked image stays within the estimate."""
+    shared = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "models", "kws_ref_model.tflite")
+    if not os.path.exists(shared):
+        pytest.skip("the MLPerf Tiny reference models are not at ../shared/models")
+    r = subprocess.run([sys.executable, "-m", "tinygen.cli", "build", "--board", board, "--model", shared,
+                        "--runtime", "aot", "--harness", "mlperf", "--out", str(tmp_path / "fw"), "--compile", "--json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    size = j["size"]
+    assert size["text"] + size["data"] <= j["flash"]["total_bytes"]
+    assert size["data"] + size["bss"] <= j["sram"]["total_bytes"] - j["sram"]["stack_bytes"]

@@ -127,6 +127,9 @@ def compare_layers(board_id: str, model_path: Path | None, data_path: Path | Non
     Invoke, AOT's each kernel call; both from the port's counter)."""
     if board_id == HOST:
         raise TinygenError("--compare times both runtimes in QEMU; use --board mps2-an386.")
+    if tflm_root is None:   # said before the AOT firmware is built, not after
+        raise TinygenError("--compare builds TFLM firmware too: set TFLM_ROOT (or pass --tflm-root) to a tflite-micro "
+                           "checkout (git clone https://github.com/tensorflow/tflite-micro).")
     reports = {}
     for runtime in ("aot", "tflm"):
         progress(f"The {runtime.upper()} firmware", None, None)

@@ -43,7 +43,24 @@ _FLASH_HOWTO = {
            "onto it (or run `tinygen flash --board raspberry-pi-pico .`); the Pico restarts into the firmware. "
            "Then open its USB serial port (/dev/ttyACM0) to read the lines: the firmware waits until the port is "
            "open. Built with `make CONSOLE=uart`, they come out of UART0 (GP0 TX, GP1 RX) at 115200 baud instead.",
+    "pyocd": "Plug in the board's debug USB (its on-board CMSIS-DAP or ST-LINK probe), then `tinygen flash --board "
+             "{board} .` (programs, reads back and resets through pyocd), or by hand:\n\n```sh\npyocd flash -t "
+             "{target} build/firmware.elf\n```\n\n{pack}Then open the probe's serial port (/dev/ttyACM0) at "
+             "{baud} baud to read the lines.",
 }
+
+
+def _flash_howto(board: Board) -> str:
+    """How the generated README tells a user to flash: the runner's text, with the board's names filled in."""
+    tool = board.raw.get("flash_tool", {})
+    target = tool.get("target", "")
+    # a target pyocd does not build in comes from the vendor's pack, installed once
+    pack = (f"pyocd knows `{target}` from ST's device pack: `pyocd pack install {target}` once first.\n\n"
+            if target.startswith("stm32") else "")
+    text = _FLASH_HOWTO.get(board.runner)
+    if text is None:
+        return f"Flash `build/firmware.bin` at 0x{board.app_flash_origin:X} with the tool your board's vendor provides."
+    return text.format(board=board.id, target=target, pack=pack, baud=board.baud)
 
 
 ProjectError = PortError   # a firmware project cannot be made for this board or input
@@ -71,8 +88,7 @@ def _port_context(board: Board, port: Port, camera: dict | None = None) -> dict:
         "sdk_sources_cmake": [f"{cv}/{f}" for _, cv, s in make for f in s["sources"]],
         "run": list(port.run) if port.run else None,
         "make_include": port.make_include,
-        "flash_instructions": _FLASH_HOWTO.get(
-            board.runner, f"Flash `build/firmware.bin` at 0x{board.app_flash_origin:X} with your usual tool."),
+        "flash_instructions": _flash_howto(board),
     }
 
 

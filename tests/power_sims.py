@@ -11,7 +11,7 @@ import select
 import threading
 import time
 import tty
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,10 @@ class Waveform:
     pulse_s: float = 0.5e-3
     v0: float = 3.0
     r_source: float = 0.0
+    # Also busy, with no pulse around it (MLPerf's warm-ups), and lone pulses (the DUT's boot, a
+    # `timestamp` command). An MLPerf DUT simulator appends to these, and to `windows`, as it runs.
+    busy: list[tuple[float, float]] = field(default_factory=list)
+    pulses: list[float] = field(default_factory=list)
 
     @classmethod
     def regular(cls, n: int, first: float = 0.3, length: float = 0.030, gap: float = 0.025, **kw) -> "Waveform":
@@ -48,9 +52,17 @@ class Waveform:
     def end(self) -> float:
         return self.windows[-1][1]
 
+    @property
+    def falls(self) -> list[float]:
+        """Every falling edge of the pin: each window's start and end, and the lone pulses."""
+        return [x for w in self.windows for x in w] + list(self.pulses)
+
     def _active(self, t: np.ndarray) -> np.ndarray:
-        starts = np.array([a for a, _ in self.windows])
-        ends = np.array([b for _, b in self.windows])
+        spans = sorted(self.windows + self.busy)
+        if not spans:
+            return np.zeros(np.shape(t), dtype=bool)
+        starts = np.array([a for a, _ in spans])
+        ends = np.array([b for _, b in spans])
         k = np.searchsorted(starts, t, side="right") - 1
         return (k >= 0) & (t < ends[np.clip(k, 0, None)])
 
@@ -71,8 +83,8 @@ class Waveform:
     def pin(self, t: np.ndarray) -> np.ndarray:
         t = np.asarray(t, dtype=np.float64)
         low = np.zeros(t.shape, dtype=bool)
-        for a, b in self.windows:
-            low |= ((t >= a) & (t < a + self.pulse_s)) | ((t >= b) & (t < b + self.pulse_s))
+        for x in self.falls:
+            low |= (t >= x) & (t < x + self.pulse_s)
         return np.where(low, 0, 1).astype(np.uint8)
 
     def energy_uj(self, k: int) -> float:
@@ -268,7 +280,7 @@ class Lpm01aSim(_Pty):
         t = np.arange(a, b) * dt
         amps = self.wave.mean_current(t, dt)
         # the event line goes before the first sample that starts at or after the fall
-        falls = {math.ceil(x * self.rate - 1e-6) for w in self.wave.windows for x in w}
+        falls = {math.ceil(x * self.rate - 1e-6) for x in self.wave.falls}
         out = []
         for k, ak in enumerate(amps):
             if self.events and a + k in falls:
@@ -310,8 +322,10 @@ class FakeJoulescopeDriver:
     FIELDS = {"s/i/": (1, 0), "s/v/": (2, 0), "s/p/": (3, 0), "s/i/range/": (4, 0), "s/gpi/0/": (5, 0), "s/gpi/1/": (5, 1)}
     wave: Waveform | None = None
     path = "u/js220/004242"
+    last: "FakeJoulescopeDriver | None" = None   # the one the joulescope package made: its clock (t0) for a DUT simulator
 
     def __init__(self):
+        FakeJoulescopeDriver.last = self
         self.log_level = "INFO"
         self.subs: dict[str, list] = {}
         self.published: list[tuple[str, object]] = []
@@ -391,3 +405,83 @@ class FakeJoulescopeDriver:
                 for fn in list(self.subs.get(topic, [])):
                     fn(topic, msg)
             sent = due
+
+
+class MlperfDutSim(_Pty):
+    """An MLPerf Tiny DUT in energy mode on a pseudo-terminal, its work drawn in a monitor
+    simulator's waveform by that simulator's clock: it pulses the timestamp pin once at boot and
+    once per `timestamp`; `infer N W` is W warm-up inferences (busy, no pulse), the time the
+    reference takes to print m-warmup-done and m-infer-start at 9600 baud, then a pulse, N
+    inferences back to back and a pulse; no m-lap-us. `runs` holds the (start, end) of each timed
+    run, so wave.energy_uj(k) / N is run k's exact energy per inference."""
+
+    PRINT_S = 0.0317   # 'm-warmup-done\r\nm-infer-start-N\r\n' at 9600 8N1, about
+
+    def __init__(self, link: Path, sim, wave: Waveform, infer_s: float = 0.0061, model: str = "kws01",
+                 outputs: int = 12):
+        super().__init__(link)
+        self.sim, self.wave, self.infer_s, self.model, self.outputs = sim, wave, infer_s, model, outputs
+        self.runs: list[tuple[float, float]] = []
+        self.expect = self.got = 0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _now(self) -> float:
+        return time.monotonic() - self.sim.t0
+
+    def _until(self, t: float) -> None:
+        delay = self.sim.t0 + t - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+    def _pulse(self) -> None:
+        t = self._now() + 0.01   # ahead of what the monitor simulator has streamed, on a busy machine too
+        self.wave.pulses = self.wave.pulses + [t]
+        self._until(t + self.wave.pulse_s)
+
+    def _run(self) -> None:
+        if not self.sim.streaming.wait(30):
+            return
+        self._pulse()   # th_timestamp_initialize: the boot pulse
+        self.write(b"m-timestamp-mode-energy\r\nm-init-done\r\nm-ready\r\n")
+        buf = b""
+        while not self.stopped.is_set():
+            r, _, _ = select.select([self.master], [], [], 0.05)
+            if not r:
+                continue
+            try:
+                buf += os.read(self.master, 4096)
+            except OSError:
+                return
+            while b"%" in buf:
+                cmd, _, buf = buf.partition(b"%")
+                self.write(self._answer(cmd.decode("ascii").split()).encode() + b"m-ready\r\n")
+
+    def _answer(self, argv: list[str]) -> str:
+        if argv == ["name"]:
+            return "m-name-dut-[simulated]\r\n"
+        if argv == ["profile"]:
+            return f"m-profile-[ULPMark for tinyML Firmware V0.0.1]\r\nm-model-[{self.model}]\r\n"
+        if argv[:2] == ["db", "load"]:
+            self.expect, self.got = int(argv[2]), 0
+            return f"m-[Expecting {self.expect} bytes]\r\n"
+        if argv[:1] == ["db"]:
+            self.got += len(argv[1]) // 2
+            return "m-load-done\r\n" if self.got >= self.expect else ""
+        if argv == ["timestamp"]:
+            self._pulse()
+            return ""
+        if argv[:1] == ["infer"]:
+            n, w = int(argv[1]), int(argv[2])
+            t = self._now() + 0.05
+            if w:
+                self.wave.busy = self.wave.busy + [(t, t + w * self.infer_s)]
+                t += w * self.infer_s
+            a = t + self.PRINT_S
+            b = a + n * self.infer_s
+            self.wave.windows = self.wave.windows + [(a, b)]
+            self.runs.append((a, b))
+            self._until(b + self.wave.pulse_s + 0.002)
+            results = ",".join(["0.000"] * (self.outputs - 1) + ["1.000"])
+            return (f"m-warmup-start-{w}\r\nm-warmup-done\r\nm-infer-start-{n}\r\nm-infer-done\r\n"
+                    f"m-results-[{results}]\r\n")
+        return f"e-[Unknown command: {' '.join(argv)}]\r\n"

@@ -443,3 +443,118 @@ def test_a_broken_board_file_is_one_sentence(tmp_path, name, make, says):
     line = the_error(tinygen("fit", "--board", name, "--model", REPO.parent / "shared" / "models" / "ad01_int8.tflite",
                              cwd=tmp_path))
     assert says in line and name[:40] in line
+
+
+# --- files named on the command line: --plot FILE, --log FILE ---------------------------------
+
+from tinygen.files import FILE_RECORD, OutFile, check_out_file, write_file  # noqa: E402
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_users_file_is_never_overwritten_by_a_file_option(tmp_path):
+    mine = tmp_path / "mem.png"
+    mine.write_bytes(b"my own picture")
+    with pytest.raises(OutputError, match=r"--plot .*mem\.png is a file tinygen did not write: choose another name, "
+                                          r"or delete it yourself"):
+        check_out_file(mine, "--plot")
+    with pytest.raises(OutputError, match="did not write"):
+        write_file(mine, b"tinygen's", "--plot")
+    assert mine.read_bytes() == b"my own picture"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mem.png"]   # no record, no temporary
+
+
+def test_tinygens_own_file_is_replaced_and_an_edited_one_is_the_users(tmp_path):
+    out = tmp_path / "new" / "mem.png"       # its folder is made, as for --out
+    write_file(out, b"first", "--plot")
+    write_file(out, b"second", "--plot")     # the same command again: over tinygen's own output
+    assert out.read_bytes() == b"second"
+    record = json.loads((out.parent / FILE_RECORD).read_text())
+    assert record["files"] == {"mem.png": files._sha256(b"second")}
+    assert sorted(p.name for p in out.parent.iterdir()) == [FILE_RECORD, "mem.png"]
+    out.write_bytes(b"second, annotated by hand")
+    with pytest.raises(OutputError, match="was changed since tinygen wrote it, so it is yours now"):
+        write_file(out, b"third", "--plot")
+    assert out.read_bytes() == b"second, annotated by hand"
+    # a file of the user's with tinygen's earlier content elsewhere is not vouched for
+    other = tmp_path / "copy.png"
+    other.write_bytes(b"second")
+    with pytest.raises(OutputError, match="did not write"):
+        write_file(other, b"x", "--plot")
+
+
+def test_what_a_file_option_cannot_name(tmp_path):
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "afile").write_text("mine\n")
+    (tmp_path / "target").write_text("mine too\n")
+    os.symlink(tmp_path / "target", tmp_path / "link.png")
+    for path, says in [(tmp_path / "dir", "is a folder: name a file in it"),
+                       (tmp_path / "link.png", "a link or a device"),
+                       (tmp_path / "afile" / "x.png", "afile is a file, not a folder"),
+                       (tmp_path / FILE_RECORD, "tinygen's record of its files"),
+                       (tmp_path / MANIFEST, "tinygen's record of its files")]:
+        with pytest.raises(OutputError, match=says):
+            write_file(path, b"x", "--plot")
+    assert (tmp_path / "target").read_text() == "mine too\n" and (tmp_path / "afile").read_text() == "mine\n"
+    (tmp_path / FILE_RECORD).write_text("{not json")
+    before = snapshot(tmp_path)
+    for name in ("afile", "fresh.png"):
+        with pytest.raises(OutputError, match=f"{FILE_RECORD} is damaged, so tinygen cannot tell its files from yours"):
+            write_file(tmp_path / name, b"x", "--plot")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_log_is_written_beside_and_renamed_at_the_end(tmp_path):
+    path = tmp_path / "run.csv"
+    first = OutFile(path, "--log")
+    first.f.write("a\n")
+    first.f.flush()
+    assert first.tmp.read_text() == "a\n" and not path.exists()   # streamed, in a hidden temporary
+    first.close()
+    assert path.read_text() == "a\n" and not first.tmp.exists()
+    again = OutFile(path, "--log")           # over tinygen's own earlier log
+    again.f.write("b\n")
+    assert path.read_text() == "a\n"         # the earlier log stays whole until the new one is
+    again.close()
+    assert path.read_text() == "b\n"
+    never = OutFile(path, "--log")
+    never.discard()                          # a session that never started
+    assert path.read_text() == "b\n" and sorted(p.name for p in tmp_path.iterdir()) == [FILE_RECORD, "run.csv"]
+    path.write_text("the user's notes\n")
+    with pytest.raises(OutputError, match="was changed since tinygen wrote it"):
+        OutFile(path, "--log")
+    assert path.read_text() == "the user's notes\n"
+
+
+def test_a_file_that_appears_while_tinygen_writes_is_kept(tmp_path):
+    path = tmp_path / "run.jsonl"
+    log = OutFile(path, "--log")
+    log.f.write("{}\n")
+    path.write_text("made meanwhile by the user\n")
+    with pytest.raises(OutputError, match=r"is a file tinygen did not write.*; what tinygen wrote is in .*tinygen-tmp"):
+        log.close()
+    assert path.read_text() == "made meanwhile by the user\n" and log.tmp.read_text() == "{}\n"
+
+
+def test_plot_and_log_options_refuse_a_users_file_and_rerun_over_their_own(tmp_path):
+    model = REPO.parent / "shared" / "models" / "ad01_int8.tflite"
+    mine = tmp_path / "mine.png"
+    mine.write_bytes(b"not tinygen's")
+    line = the_error(tinygen("fit", "--board", "sparkfun-edge", "--model", model, "--plot", mine))
+    assert "--plot" in line and "mine.png is a file tinygen did not write" in line and "delete it yourself" in line
+    assert mine.read_bytes() == b"not tinygen's"
+    png, log = tmp_path / "mem.png", tmp_path / "run.csv"
+    write_file(png, b"an earlier --plot", "--plot")     # tinygen's own earlier output, as a rerun finds it
+    write_file(log, b"an earlier --log", "--log")
+    r = tinygen("fit", "--board", "sparkfun-edge", "--model", model, "--plot", png)
+    assert r.returncode == 0, r.stderr
+    assert png.read_bytes()[:8] == PNG
+    (tmp_path / "notes.csv").write_text("mine\n")
+    for option, name in (("--log", "notes.csv"), ("--plot", "mine.png")):
+        line = the_error(tinygen("monitor", "--port", "loop://", "--duration", "0.2", option, tmp_path / name))
+        assert f"{option} " in line and "is a file tinygen did not write" in line
+    assert (tmp_path / "notes.csv").read_text() == "mine\n" and mine.read_bytes() == b"not tinygen's"
+    r = tinygen("monitor", "--port", "loop://", "--duration", "0.2", "--json", "--log", log)
+    assert r.returncode == 0, r.stderr
+    assert log.read_text().startswith("time,raw,valid")
+    assert not list(tmp_path.glob(".*tinygen-tmp"))

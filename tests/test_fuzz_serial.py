@@ -226,7 +226,7 @@ def log_record(path: Path, start: int) -> str | None:
     """What is wrong with what the latest line added to --log from byte `start`: it must be one
     JSON record (no NaN) in a .jsonl, one row of every column in a .csv."""
     added = path.read_bytes()[start:].decode()
-    if path.suffix == ".jsonl":
+    if ".jsonl" in path.suffixes:   # run.jsonl, or its live temporary .run.jsonl.<hex>.tinygen-tmp
         if added.count("\n") != 1:
             return f"--log .jsonl got {added.count(chr(10))} records for a line"
         try:
@@ -259,7 +259,8 @@ def run_values(count: int, tmp: Path, seed: int = 0, batch: int = 5000) -> Count
     for start in range(0, count, batch):
         lines = [fam_values(np.random.default_rng([seed, i]))[1] for i in range(start, min(count, start + batch))]
         jsonl, csv_path = tmp / f"log{start}.jsonl", tmp / f"log{start}.csv"
-        logs = [(Log(jsonl, BOARD), jsonl), (Log(csv_path, BOARD), csv_path)]
+        # while a log is open its lines are in a hidden temporary beside it (`live`), renamed at close
+        logs = [(log, log.live) for log in (Log(jsonl, BOARD), Log(csv_path, BOARD))]
         results = []
         for raw in lines:
             r = [monitor_case(Monitor("fuzz", 115200, BOARD, log), path, raw) for log, path in logs]

@@ -92,18 +92,21 @@ def test_auto_search_finds_a_model_that_fits_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_an_accuracy_floor_no_candidate_meets(tmp_path):
+    # one epoch: a floor of 99.9% is out of reach whatever the training, and the sentence is checked
     board = small_board(tmp_path, 106_752)
     r = subprocess.run([sys.executable, "-m", "tinygen.cli", "shrink", "--board", board, "--auto", "--accuracy-floor",
-                        "0.999", "--epochs", "2", "--out", tmp_path / "s"], capture_output=True, text=True, timeout=900)
+                        "0.999", "--epochs", "1", "--out", tmp_path / "s"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "meets the accuracy floor of 99.90%" in r.stderr and "points short" in r.stderr
 
 
 @pytest.mark.slow
 def test_unstructured_sparsity_saves_no_flash_structured_does(tmp_path):
+    # one epoch: sizes and sparsity, not accuracy, are checked, and tfmot's pruning schedule ends
+    # at 80% of however many steps there are (distill.magnitude_prune), so the sparsity is reached
     def run(*extra):
         r = subprocess.run([sys.executable, "-m", "tinygen.cli", "shrink", "--board", "raspberry-pi-pico", *extra,
-                            "--epochs", "4", "--out", tmp_path / "p", "--json"], capture_output=True, text=True, timeout=900)
+                            "--epochs", "1", "--out", tmp_path / "p", "--json"], capture_output=True, text=True, timeout=900)
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)["candidates"]
 
@@ -112,3 +115,34 @@ def test_unstructured_sparsity_saves_no_flash_structured_does(tmp_path):
     assert (unstructured["flash_bytes"], unstructured["sram_bytes"]) == (orig["flash_bytes"], orig["sram_bytes"])
     _, structured = run("--prune", "0.5")
     assert structured["flash_bytes"] < orig["flash_bytes"] and structured["macs"] < orig["macs"]
+
+
+def test_the_search_cache_holds_no_pickle(tmp_path):
+    """The cache resumes from JSON and uint8 arrays; a planted pickle, or an .npz holding objects,
+    is never loaded (loading a pickle runs the code it carries): that candidate is trained again."""
+    import pickle
+
+    from tinygen.shrink.search import Candidate, _cache_load, _cache_save
+
+    cand = Candidate(0.5, 0.3, "ptq", 0.9, 0.88, 1000, 200, 10, 20, True, 1.5, "labels")
+    _cache_save(tmp_path / "k.json", cand, b"TFL3 model", b"PK keras")
+    assert {p.name for p in tmp_path.iterdir()} == {"k.json", "k.npz"}
+    assert _cache_load(tmp_path / "k.json") == (cand, b"TFL3 model", b"PK keras")
+
+    marker = tmp_path / "ran"
+
+    class Planted:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    (tmp_path / "k.npz").write_bytes(pickle.dumps(Planted()))
+    assert _cache_load(tmp_path / "k.json") is None and not marker.exists()
+    np.savez(tmp_path / "k.npz", tflite=np.array([Planted()], dtype=object), keras=np.zeros(3, np.uint8))
+    meta = json.loads((tmp_path / "k.json").read_text())
+    import hashlib
+
+    meta["npz_sha256"] = hashlib.sha256((tmp_path / "k.npz").read_bytes()).hexdigest()   # as a planter would
+    (tmp_path / "k.json").write_text(json.dumps(meta))
+    assert _cache_load(tmp_path / "k.json") is None and not marker.exists()
+    (tmp_path / "old.pkl").write_bytes(pickle.dumps(Planted()))       # an old cache's file: not read
+    assert _cache_load(tmp_path / "old.json") is None and not marker.exists()

@@ -387,3 +387,196 @@ def _sigint_deferred():
         signal.signal(signal.SIGINT, previous)
     if caught and callable(previous):
         previous(signal.SIGINT, None)
+
+
+# --- single files the user names (--plot FILE, --log FILE) -----------------------------------
+# A file named on the command line lands in a folder that is usually the user's own (their
+# project, the current folder), so it gets no folder manifest: a hidden record beside it names
+# each file tinygen wrote there by name, with its sha256. tinygen overwrites a file only while the
+# record vouches for it as written; anything else at that name is the user's, and refused.
+
+FILE_RECORD = ".tinygen-files.json"
+_FILE_RECORD_NOTE = ("The files tinygen wrote in this folder by name (--plot, --log), each with the sha256 of what it "
+                     "wrote. tinygen overwrites only these, and only while they are as it wrote them.")
+
+
+def check_out_file(path: Path, option: str) -> None:
+    """The refusals of write_file, before any work is done: raises OutputError unless `path` is
+    free or holds tinygen's own earlier output, unchanged."""
+    _out_file_state(Path(path), option)
+
+
+def write_file(path: Path, data: bytes | str, option: str) -> None:
+    """`data` as the file at `path` (what the user passed to `option`), written to a temporary
+    beside it and renamed, only where check_out_file allows."""
+    path = Path(path)
+    _out_file_state(path, option)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _stage(path, data.encode() if isinstance(data, str) else bytes(data))
+    except OSError as e:
+        raise OutputError(f"Could not write {option} {path}: {e.strerror or e}.") from None
+    _commit_out_file(path, tmp, option, keep_tmp=False)
+
+
+def write_drawn_file(path: Path, option: str, draw) -> None:
+    """A picture: `draw(p)` saves it at a path p in a private temporary folder, then write_file."""
+    import tempfile
+
+    check_out_file(path, option)   # before the drawing, which takes a while
+    with tempfile.TemporaryDirectory(prefix="tinygen-") as tmp:
+        p = Path(tmp) / f"picture{Path(path).suffix or '.png'}"
+        draw(p)
+        data = p.read_bytes()
+    write_file(path, data, option)
+
+
+class OutFile:
+    """A text file written as it is produced (`monitor --log`): into a hidden temporary beside
+    `path` (.NAME.<hex>.tinygen-tmp), flushed as the caller flushes, renamed to `path` by close().
+    Refused up front where write_file would refuse."""
+
+    def __init__(self, path: Path, option: str, newline: str | None = ""):
+        self.path, self.option = Path(path), option
+        _out_file_state(self.path, option)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
+            fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except OSError as e:
+            raise OutputError(f"Could not write {option} {self.path}: {e.strerror or e}.") from None
+        self.f = os.fdopen(fd, "w", encoding="utf-8", newline=newline)
+
+    def close(self) -> None:
+        """Everything written on disk, then renamed to `path` (once; later calls do nothing)."""
+        if self.f.closed:
+            return
+        with contextlib.suppress(OSError):
+            self.f.flush()
+            os.fsync(self.f.fileno())
+        self.f.close()
+        _commit_out_file(self.path, self.tmp, self.option, keep_tmp=True)
+
+    def discard(self) -> None:
+        """Nothing to keep (the work never started): the temporary removed, `path` untouched."""
+        if not self.f.closed:
+            self.f.close()
+            self.tmp.unlink(missing_ok=True)
+
+
+def _out_file_state(path: Path, option: str) -> set[str]:
+    """The sha256s the record accepts for `path` when it holds tinygen's own earlier output
+    unchanged, an empty set when nothing is there; else an OutputError saying how to go on."""
+    if path.name in ("", ".", ".."):
+        raise OutputError(f"{option} {path} is a folder: name a file in it.")
+    if path.name in (FILE_RECORD, MANIFEST):
+        raise OutputError(f"{option} {path}: {path.name} is the name of tinygen's record of its files; choose another "
+                          "name.")
+    try:
+        kind = _kind(path.parent, path.name) if path.parent.is_dir() else "missing"
+        if kind == "missing":
+            for parent in path.parents:   # a file where one of its folders would go
+                if os.path.lexists(parent) and not parent.is_dir():
+                    raise OutputError(f"{option} {path}: {parent} is a file, not a folder: choose another path.")
+            return set()
+        if kind == "dir":
+            raise OutputError(f"{option} {path} is a folder: name a file in it.")
+        if kind == "other":
+            raise OutputError(f"{option} {path} is not a file tinygen wrote (a link or a device): choose another "
+                              "name, or remove it yourself.")
+        accepted = _read_file_record(path.parent, option).get(path.name, set())
+        if accepted and _file_sha256(path) in accepted:
+            return accepted
+    except OSError as e:
+        raise OutputError(f"Cannot use {option} {path}: {e.strerror or e}.") from None
+    if accepted:
+        raise OutputError(f"{option} {path} was changed since tinygen wrote it, so it is yours now: choose another "
+                          "name, or delete it yourself if it can go.")
+    raise OutputError(f"{option} {path} is a file tinygen did not write: choose another name, or delete it yourself "
+                      "if it can go.")
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_file_record(folder: Path, option: str) -> dict[str, set[str]]:
+    path = folder / FILE_RECORD
+    if not os.path.lexists(path):
+        return {}
+    damaged = OutputError(f"{path} is damaged, so tinygen cannot tell its files from yours there: delete it, or name "
+                          f"a file in another folder for {option}.")
+    if path.is_symlink() or not path.is_file():
+        raise damaged
+    try:
+        with path.open("rb") as f:
+            raw = f.read(_MANIFEST_MAX_BYTES + 1)
+        if len(raw) > _MANIFEST_MAX_BYTES:
+            raise ValueError("too large")
+        record = {}
+        for name, hashes in json.loads(raw.decode())["files"].items():
+            hashes = [hashes] if isinstance(hashes, str) else hashes
+            if "/" in name or name in ("", ".", "..") or not isinstance(hashes, list) \
+                    or not all(isinstance(h, str) for h in hashes):
+                raise ValueError(name)
+            record[name] = set(hashes)
+        return record
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError, RecursionError):
+        raise damaged from None
+
+
+def _write_file_record(folder: Path, record: dict[str, set[str]]) -> None:
+    text = json.dumps({"note": _FILE_RECORD_NOTE, "version": 1,
+                       "files": {k: min(v) if len(v) == 1 else sorted(v) for k, v in sorted(record.items()) if v}},
+                      indent=1) + "\n"
+    _atomic_write(folder / FILE_RECORD, text.encode())
+
+
+def _commit_out_file(path: Path, tmp: Path, option: str, keep_tmp: bool) -> None:
+    """Rename the staged `tmp` to `path`, checking again first: a user's file may have appeared
+    there, or tinygen's been edited, since the write began. The record accepts the new content
+    before the rename (beside the old, while either may be there) and only the new after it.
+    A refused or failed write removes its temporary, or with keep_tmp (a log: the session's only
+    copy) keeps it and names it."""
+    folder, name = path.parent, path.name
+    try:
+        old = _out_file_state(path, option)
+        new = _file_sha256(tmp)
+        record = _read_file_record(folder, option)
+        record[name] = old | {new}
+        _write_file_record(folder, record)
+        if old:
+            os.replace(tmp, path)
+        else:
+            _rename_no_clobber(tmp, path, option)
+        _fsync_dirs({str(folder)})
+        record = _read_file_record(folder, option)   # again: another tinygen may have added its file
+        record[name] = {new}
+        _write_file_record(folder, record)
+    except (OutputError, OSError) as e:
+        if not isinstance(e, OutputError):
+            e = OutputError(f"Could not write {option} {path}: {e.strerror or e}.")
+        if keep_tmp and tmp.exists():
+            raise OutputError(f"{str(e).rstrip('.')}; what tinygen wrote is in {tmp}.") from None
+        tmp.unlink(missing_ok=True)
+        raise e from None
+
+
+def _rename_no_clobber(tmp: Path, path: Path, option: str) -> None:
+    """`tmp` to a `path` that was free, never over a file that appeared there meanwhile: a hard
+    link fails where a rename would replace (on a file system without links, a plain rename)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputError(f"{option} {path} appeared while tinygen was writing it and is not tinygen's: choose "
+                          "another name, or delete it yourself if it can go.") from None
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
+            raise
+        os.replace(tmp, path)
+        return
+    tmp.unlink()

@@ -65,7 +65,8 @@ def build(
     tflm_root: Optional[Path] = typer.Option(None, "--tflm-root", envvar="TFLM_ROOT", help="A tflite-micro checkout (default: $TFLM_ROOT)."),
     ambiq_root: Optional[Path] = typer.Option(None, "--ambiq-root", envvar="AMBIQ_ROOT", help="AmbiqSuite SDK with boards_sfe, for the SparkFun Edge (default: $AMBIQ_ROOT)."),
     shrink_: Optional[str] = typer.Option(None, "--shrink", help="auto: first search for the most accurate thinner model that fits (see `tinygen shrink --auto`), then build it."),
-    max_drop: Optional[float] = typer.Option(None, "--max-accuracy-drop", help="With --shrink auto: accuracy points the int8 model may lose."),
+    max_drop: Optional[float] = typer.Option(None, "--max-accuracy-drop", help="With --shrink auto or --compress auto: accuracy points the int8 model may lose (--compress auto: 1 point unless given)."),
+    compress: str = typer.Option("off", "--compress", help="Cluster the int8 weights post-training (k-means, tables per channel where the weights are quantized per channel): off, a number of index bits 2-7 (2^bits values), or auto: the smallest flash whose accuracy on the validation data (agreement with the int8 model without labels) stays within --max-accuracy-drop. --runtime tflm builds TFLM compressed tensors (model.compressed.tflite, with TFLM's DECODE op)."),
     flash_: bool = flag("--flash", help="After --compile, put the firmware on the board (see `tinygen flash`)."),
     port: Optional[str] = typer.Option(None, "--port", "-p", help="With --flash/--monitor: the board's serial port."),
     monitor_after: bool = flag("--monitor", help="After --flash, go straight on into `tinygen monitor` on --port."),
@@ -92,14 +93,23 @@ def build(
     from ..pipeline.build import BuildOptions
 
     calibration = validation = None
+    try:   # before minutes of searching or quantizing
+        from ..pipeline.compress import check_compress_options
+
+        check_compress_options(compress, max_drop if shrink_ is None else None)
+    except TinygenError as e:
+        fail(e)
     if shrink_ is not None:
         if shrink_ != "auto":
             fail(TinygenError("--shrink takes `auto`; for one chosen recipe use `tinygen shrink --width W`."))
-        model, calibration, validation = _shrink_first(board, model, data, val, max_drop, as_json)
+        model, calibration, validation, bits = _shrink_first(board, model, data, val, max_drop, as_json, runtime)
         data = val = None
+        if bits is not None and compress == "off":   # the search chose clustered weights: build them so
+            compress = str(bits)
     opts = BuildOptions(input_source=input_source, vector_count=vectors, project=not no_project, harness=harness,
                         raw_output=raw_output, runtime=runtime, match=match, force=force, tflm_plan=tflm_plan, dense=dense,
-                        mlperf_model=mlperf_model, mlperf_mode=mlperf_mode)
+                        mlperf_model=mlperf_model, mlperf_mode=mlperf_mode, compress=compress,
+                        max_accuracy_drop=max_drop if compress == "auto" else None)
     out_dir = _run_build(board, model, data, val, out_dir, as_json, opts, plot=plot,
                          compile_=compile_ or run_ or flash_, run=run_, tflm_root=tflm_root,
                          sdk_roots={"AMBIQ_ROOT": ambiq_root}, calibration=calibration, validation=validation)
@@ -110,8 +120,9 @@ def build(
 
 
 def _shrink_first(board_name: str, model: Optional[Path], data: Optional[Path], val: Optional[Path],
-                  max_drop: Optional[float], as_json: bool):
-    """`build --shrink auto`: the search, rendered; returns the chosen model and the data to build it with."""
+                  max_drop: Optional[float], as_json: bool, runtime: str = "tflm"):
+    """`build --shrink auto`: the search, rendered; returns the chosen model, the data to build it
+    with, and the index bits its weights were clustered to (None: not clustered)."""
     from ..boards import load_board
     from ..pipeline.build import shrink_first
     from .shrink import render_search
@@ -119,12 +130,14 @@ def _shrink_first(board_name: str, model: Optional[Path], data: Optional[Path], 
     try:
         b = load_board(board_name)
         with steps(as_json) as progress:
-            result, inputs = shrink_first(b, model, data, val, max_drop, progress)
+            result, inputs = shrink_first(b, model, data, val, max_drop, progress, runtime=runtime)
     except TinygenError as e:
         fail(e)
     if not as_json:  # with --json, stdout is the build's one object; the search is in search.json
         render_search(result, as_json=False)
-    return result.out_dir / "model.keras", inputs.train, inputs.val
+    bits = result.chosen.cluster_bits
+    # a clustered choice is built from its clustered int8 model, which --compress keeps as it is
+    return result.out_dir / ("model.tflite" if bits else "model.keras"), inputs.train, inputs.val, bits
 
 
 def _run_build(board_name, model, data, val, out_dir, as_json, opts, plot=None, compile_=False, run=False,
@@ -137,6 +150,10 @@ def _run_build(board_name, model, data, val, out_dir, as_json, opts, plot=None, 
     from ..project.make import check_tools
 
     try:
+        if plot is not None:   # a user's file there is refused before the build, not after
+            from ..files import check_out_file
+
+            check_out_file(plot, "--plot")
         board = load_board(board_name)
         port = find_port(board)
         # the port's SDKs from the environment (NRFX_ROOT, ...), options such as --ambiq-root first
@@ -158,9 +175,13 @@ def _run_build(board_name, model, data, val, out_dir, as_json, opts, plot=None, 
         raise typer.Exit(130)
     report = result.report
     if plot is not None:
+        from ..files import write_drawn_file
         from ..plots import layer_memory_png
 
-        layer_memory_png(report, plot)
+        try:
+            write_drawn_file(plot, "--plot", lambda p: layer_memory_png(report, p))
+        except TinygenError as e:
+            fail(e)
         err.print(f"Wrote {plot}", highlight=False)
     if as_json:
         print(json.dumps(result.to_json(), indent=2))
@@ -247,6 +268,8 @@ def _render(result) -> None:
             return f"{v:.2%}" if v is not None else "not measured"
         out.print(f"Dense layers quantized {d.chosen} (--dense {d.asked}): int8 {score(d.per_channel)} per-channel, "
                   f"{score(d.per_tensor)} per-tensor", highlight=False)
+    if getattr(result, "compress", None) is not None:
+        _render_compress(result)
     if result.out_dir is not None:
         shown = [f for f in result.files if "/" not in f] + sorted({f.split("/")[0] + "/" for f in result.files if "/" in f})
         out.print(f"Wrote {', '.join(shown)} to {result.out_dir}/")
@@ -262,3 +285,29 @@ def _render(result) -> None:
         if rr.cycles:
             out.print(f"  SysTick cycles per inference under QEMU -icount (deterministic, not a real chip's): "
                       f"{', '.join(f'{c:,}' for c in rr.cycles[:5])}{' ...' if len(rr.cycles) > 5 else ''}", highlight=False)
+
+
+def _render_compress(result) -> None:
+    """--compress: what each index width gave, what was kept, and the Deep Compression table."""
+    from .shrink import print_compression_table
+
+    c = result.compress
+    pct = lambda v: "—" if v is None else f"{v:.2%}"  # noqa: E731
+    t = Table(title=f"Weight clustering (--compress {c.asked}; scored by {c.measured_by})", title_justify="left")
+    for col in ("bits", "flash", "score", "kept", ""):
+        t.add_column(col, justify="left" if col == "" else "right")
+    t.add_row("int8", kb(c.int8_flash_bytes), pct(c.int8_score), "", "unclustered")
+    for x in c.tried:
+        t.add_row(str(x.bits), "—" if x.flash_bytes is None else kb(x.flash_bytes), pct(x.score),
+                  "yes" if x.bits == c.bits else "", x.why)
+    out.print(t)
+    if c.bits is None:
+        out.print(f"Weights left as int8: {c.reason}.", highlight=False)
+    else:
+        out.print(f"Weights clustered to {c.bits} index bits ({c.reason}): flash {c.int8_flash_bytes:,} -> "
+                  f"{c.flash_bytes:,} B, score {pct(c.int8_score)} -> {pct(c.score)}."
+                  + ("" if c.bit_exact is None else f" TFLM's compressed model is "
+                     f"{'bit-identical to' if c.bit_exact.identical else 'different from'} the clustered one on "
+                     f"{c.bit_exact.samples} inputs."), highlight=False)
+    if result.report.compression is not None:
+        print_compression_table(result.report.compression, "Deep Compression")

@@ -51,17 +51,35 @@ def run_monitor(port: str, board: Optional[str], baud: Optional[int] = None, cou
     from ..boards import load_board
     from ..device.monitor import Log, Monitor, MonitorError, latency_png, samples_to_send
 
+    from ..files import check_out_file, write_drawn_file
+
     try:
         b = load_board(board) if board else None
         rate = baud or (b.baud if b else 115200)
-        logger = Log(log, b) if log else None
+        # with --mlperf only the power trace is drawn (there is no latency series)
+        pictures = [] if plot is None else ([plot] if mlperf is None else []) + ([_power_png(plot)] if power else [])
+        for picture in pictures:
+            check_out_file(picture, "--plot")   # a user's file is refused before the session, not after
+        logger = Log(log, b) if log and mlperf is None else None
     except (TinygenError, OSError) as e:
         fail(e)
     if mlperf is not None:
+        session = None
         if power is not None:
-            fail(TinygenError("--power with --mlperf is not wired yet: measure with the tinygen harness (TG1 lines), "
-                              "or with MLPerf's own runner."))
-        _run_mlperf(port, rate, b, mlperf, input_file, as_json)
+            from ..device.mlperf import ENERGY_BAUD
+            from ..device.power import PowerSession, open_monitor
+
+            rate = baud or ENERGY_BAUD   # the energy-mode DUT's UART, whatever the board's usual rate
+            try:
+                session = PowerSession(open_monitor(power, b.supply_v if b else None), pair_edges=False)
+            except TinygenError as e:
+                fail(e)
+        _run_mlperf(port, rate, b, mlperf, input_file, as_json, session)
+        if session is not None and plot is not None:
+            try:
+                _power_after(session, plot, port, b)
+            except TinygenError as e:
+                fail(e)
         return
     try:
         inputs = samples_to_send(send, model) if send else []
@@ -69,6 +87,8 @@ def run_monitor(port: str, board: Optional[str], baud: Optional[int] = None, cou
         if session is not None:
             session.start()   # a monitor that is not there says so before the live view starts
     except TinygenError as e:
+        if logger is not None:
+            logger.discard()
         fail(e)
     m = Monitor(port, rate, b, logger, inputs=inputs, notify=lambda msg: err.print(f"[yellow]{msg}[/]", highlight=False),
                 power=session)
@@ -82,14 +102,19 @@ def run_monitor(port: str, board: Optional[str], baud: Optional[int] = None, cou
     except (MonitorError, TinygenError) as e:   # TinygenError: the power monitor's (PowerError)
         if session is not None:
             session.stop(settle_s=0.0, drain_s=0.0)   # the board's port never opened: stop the monitor too
+        if logger is not None:
+            logger.discard()   # when the port never opened; a session's log is already in place
         fail(e)
     except KeyboardInterrupt:
         stats = m.stats
     summary = stats.summary(port)
-    if plot is not None and stats.latencies_us:
-        latency_png(stats, plot, f"{port}" + (f" ({b.id})" if b else ""))
-    if session is not None:
-        _power_after(session, plot, port, b)
+    try:
+        if plot is not None and stats.latencies_us:
+            write_drawn_file(plot, "--plot", lambda p: latency_png(stats, p, f"{port}" + (f" ({b.id})" if b else "")))
+        if session is not None:
+            _power_after(session, plot, port, b)
+    except TinygenError as e:
+        fail(e)
     if as_json:
         print(json.dumps(summary, indent=2))
     else:
@@ -117,33 +142,46 @@ def _power_after(session, plot: Optional[Path], port: str, board) -> None:
     rate = session.monitor.rate_hz
     seconds, current, pin = session.trace()
     windows = [(w.start / rate, w.end / rate, w.uj_per_inference) for w in session.windows]
-    path = plot.with_name(f"{plot.stem}-power{plot.suffix or '.png'}")
-    power_trace_png(seconds, current, windows, path, f"{session.monitor.describe()}; {port}" + (f" ({board.id})" if board else ""),
-                    pin=pin)
+    path = _power_png(plot)
+    from ..files import write_drawn_file
+
+    write_drawn_file(path, "--plot", lambda p: power_trace_png(
+        seconds, current, windows, p, f"{session.monitor.describe()}; {port}" + (f" ({board.id})" if board else ""), pin=pin))
     err.print(f"Wrote {path}", highlight=False)
 
 
-def _run_mlperf(port, rate, board, mlperf, input_file, as_json):
+def _power_png(plot: Path) -> Path:
+    """Where --plot's current trace goes beside the latency plot."""
+    return plot.with_name(f"{plot.stem}-power{plot.suffix or '.png'}")
+
+
+def _run_mlperf(port, rate, board, mlperf, input_file, as_json, power=None):
     import os
 
-    from ..device.mlperf import MlperfError, run_session
+    from ..device.mlperf import run_session
 
     verb, n, warmup = mlperf
     if verb != "infer":
         fail(TinygenError("--mlperf takes `infer N W`, with N >= 1 inferences after W >= 0 warm-ups."))
     try:
         summary = run_session(port, rate, board, n, warmup, input_file,
-                              timeout=float(os.environ.get("TINYGEN_MLPERF_TIMEOUT", "30")))
-    except MlperfError as e:
+                              timeout=float(os.environ.get("TINYGEN_MLPERF_TIMEOUT", "30")), power=power)
+    except TinygenError as e:   # MlperfError, or the power monitor's PowerError
         fail(e)
     if as_json:
         print(json.dumps(summary, indent=2))
     else:
-        e, profile = summary["energy_uj"]["mean"], summary["profile"]
+        energy, profile = summary["energy_uj"], summary["profile"]
+        e = energy["mean"]
+        said = "" if e is None else f", {e:.3f} µJ each (measured)" if energy["kind"] == "measured" else f", ~{e:.2f} µJ (estimated)"
         out.print(f"DUT {summary['dut']}, model {profile.get('model', '?')}: {n} inferences after {warmup} warm-ups, "
-                  f"{summary['latency_us']['mean']:,.1f} µs each" + (f", ~{e:.2f} µJ (estimated)" if e is not None else ""),
-                  highlight=False)
-        out.print(f"results: {summary['results']}", highlight=False)
+                  f"{summary['latency_us']['mean']:,.1f} µs each" + said, highlight=False, markup=False)   # `dut [name]` is no markup
+        if energy["kind"] == "measured":
+            pm, est = energy["power_monitor"], energy["estimate"]["mean"]
+            out.print(f"{pm['describe']}: {pm['samples']:,} samples; {energy['window_uj']:,.3f} µJ between the timestamp "
+                      f"pin's edges around the {n} inferences" + (f"; datasheet estimate {est:.3f} µJ" if est is not None else ""),
+                      highlight=False, markup=False)
+        out.print(f"results: {summary['results']}", highlight=False, markup=False)
 
 
 def _monitor_view(stats, port: str):

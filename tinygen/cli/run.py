@@ -69,6 +69,10 @@ def run_cmd(
             raise typer.Exit(3)
         return
     try:
+        if plot is not None:   # a user's file there is refused before the build, not after
+            from ..files import check_out_file
+
+            check_out_file(plot, "--plot")
         with steps(as_json) as progress:
             report = run(board, model, data, runtime, vectors, out_dir, tflm_root, progress, timeout,
                          layers=layers or plot is not None, match=match, force=force)
@@ -78,9 +82,13 @@ def run_cmd(
         err.print("interrupted.")
         raise typer.Exit(130)
     if plot is not None and report.layers:
+        from ..files import write_drawn_file
         from ..plots import layer_ticks_png
 
-        layer_ticks_png(report, plot)
+        try:
+            write_drawn_file(plot, "--plot", lambda p: layer_ticks_png(report, p))
+        except TinygenError as e:
+            fail(e)
         err.print(f"Wrote {plot}", highlight=False)
     if as_json:
         print(json.dumps(report.to_json(), indent=2))

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ..errors import TinygenError
-from .common import BoardOpt, ForceOpt, JsonOpt, app, err, fail, flag, kb, out, steps
+from .common import BoardOpt, ForceOpt, JsonOpt, RuntimeOpt, app, err, fail, flag, kb, out, steps
 
 
 @app.command()
@@ -22,7 +22,7 @@ def shrink(
     width: Optional[float] = typer.Option(None, "--width", "-w", min=0.01, max=1.0, help="Width multiplier: every Conv2D/Dense (but the output) keeps this share of its channels."),
     prune: Optional[float] = typer.Option(None, "--prune", min=0.0, max=0.95, help="Remove this share of all filters, least important first, ranked across layers (structured pruning; shrinks flash, SRAM and MACs)."),
     unstructured: bool = flag("--unstructured", help="With --prune: magnitude-prune individual weights instead (tensorflow-model-optimization); the report shows it saves no flash in a dense int8 model."),
-    auto: bool = flag("--auto", help="Search widths 1, 0.75, 0.5, 0.35, 0.25 with PTQ (and QAT where PTQ loses accuracy) and keep the most accurate that fits."),
+    auto: bool = flag("--auto", help="Search widths 1, 0.75, 0.5, 0.35, 0.25 with PTQ (and QAT where PTQ loses accuracy), each int8 model that does not fit also clustered post-training to 7-2 index bits per channel and per tensor, and keep the most accurate that fits."),
     max_drop: Optional[float] = typer.Option(None, "--max-accuracy-drop", help="With --auto: accuracy points the int8 model may lose against the original's."),
     floor: Optional[float] = typer.Option(None, "--accuracy-floor", help="With --auto: the lowest int8 accuracy accepted (0-1)."),
     epochs: int = typer.Option(10, "--epochs", min=1, help="Distillation epochs."),
@@ -31,6 +31,7 @@ def shrink(
     original: Optional[Path] = typer.Option(None, "--original", help="With --cluster and an int8 .tflite: the float Keras model it was made from, for the Deep Compression table's float32 size."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where model.keras, model.tflite (int8) and shrink.json go. Default: build/<board>-shrunk/."),
     force: bool = ForceOpt,
+    runtime: str = RuntimeOpt,
     as_json: bool = JsonOpt,
 ):
     """Make a model thinner for a board: width multiplier, distillation from the original, int8.
@@ -58,13 +59,17 @@ def shrink(
         if modes > 1:
             raise TinygenError("Give one of --width W, --prune S or --auto, e.g. tinygen shrink --board raspberry-pi-pico --auto.")
         auto = auto or modes == 0      # no recipe named: search for one
+        if runtime not in ("tflm", "aot"):
+            raise TinygenError(f"--runtime must be tflm or aot, not '{runtime}'.")
+        if runtime != "tflm" and not auto:
+            raise TinygenError("--runtime picks whose flash and SRAM the search measures; it needs --auto.")
         b = load_board(board)
         inputs = shrink_inputs(model, data, val)
         out_dir = out_dir or Path("build") / f"{b.id}-shrunk"
         with steps(as_json) as progress:
             if auto:
                 result = run_search(b, inputs.teacher, inputs.source.path, inputs.train, inputs.val, max_drop, floor,
-                                    epochs, out_dir, progress, force=force)
+                                    epochs, out_dir, progress, force=force, runtime=runtime)
             else:
                 result = run_shrink(b, inputs.teacher, inputs.train, inputs.val, width, epochs, out_dir, progress,
                                     prune=prune, unstructured=unstructured, force=force)
@@ -136,17 +141,9 @@ def _cluster(board, model, data, val, n, per_channel, prune, unstructured, width
 
 
 def render_compression(result) -> None:
-    c, a, x = result.compression, result.agreement, result.bit_exact
-    t = Table(title=f"Deep Compression for {result.board.id} ({result.clusters} centroids per "
-                    f"{'channel' if result.per_channel else 'tensor'}, {result.method})", title_justify="left")
-    for col in ("float32", "int8", "pruned", "clustered (TFLM)", "coded", "ratio"):
-        t.add_column(col, justify="right")
-    size = lambda v: "—" if v is None else f"{v:,} B"  # noqa: E731
-    t.add_row(size(c["float32_bytes"]), size(c["int8_bytes"]), size(c["pruned_bytes"]), size(c["clustered_bytes"]),
-              size(c["coded_bytes"]), "—" if c["ratio"] is None else f"{c['ratio']:.1f}x")
-    out.print(t)
-    out.print("Coded image: " + ", ".join(f"{m} {v:,} B" for m, v in c["coded_sizes"].items())
-              + f"; kept {c['coding']}.", highlight=False)
+    a, x = result.agreement, result.bit_exact
+    print_compression_table(result.compression, f"Deep Compression for {result.board.id} ({result.clusters} centroids "
+                            f"per {'channel' if result.per_channel else 'tensor'}, {result.method})")
     acc = (f" Top-1 accuracy {a.accuracy_before:.2%} -> {a.accuracy_after:.2%}." if a.accuracy_after is not None else "")
     out.print(f"Against the unclustered int8 model on {a.inputs}: top-1 agreement {a.top1_agreement:.1%}, outputs "
               f"{a.mean_abs_diff_lsb:.2f} int8 steps apart on average (max {a.max_abs_diff_lsb})." + acc, highlight=False)
@@ -160,16 +157,30 @@ def render_compression(result) -> None:
         err.print(note, highlight=False)
 
 
+def print_compression_table(c: dict, title: str) -> None:
+    """The Deep Compression table (FitReport.compression) and the coded image's sizes."""
+    t = Table(title=title, title_justify="left")
+    for col in ("float32", "int8", "pruned", "clustered (TFLM)", "coded", "ratio"):
+        t.add_column(col, justify="right")
+    size = lambda v: "—" if v is None else f"{v:,} B"  # noqa: E731
+    t.add_row(size(c["float32_bytes"]), size(c["int8_bytes"]), size(c["pruned_bytes"]), size(c["clustered_bytes"]),
+              size(c["coded_bytes"]), "—" if c["ratio"] is None else f"{c['ratio']:.1f}x")
+    out.print(t)
+    out.print("Coded image: " + ", ".join(f"{m} {v:,} B" for m, v in c["coded_sizes"].items())
+              + f"; kept {c['coding']}.", highlight=False)
+
+
 def render_search(result, as_json: bool) -> None:
     if as_json:
         print(json.dumps(result.to_json(), indent=2))
     else:
         t = Table(title=f"Candidates for {result.board.id} (* Pareto front, > chosen)", title_justify="left")
-        for c in ("", "width", "pruned", "quant", "params", "MMACs", "float", "int8", "flash", "SRAM", "fits", "train s"):
+        for c in ("", "width", "pruned", "quant", "weights", "params", "MMACs", "float", "int8", "flash", "SRAM", "fits", "train s"):
             t.add_column(c, justify="right")
         for i, c in enumerate(result.candidates):
             mark = (">" if c is result.chosen else " ") + ("*" if i in result.pareto else " ")
-            t.add_row(mark, f"{c.width:g}", f"{c.sparsity:.0%}", c.quantization, f"{c.params:,}", f"{c.macs / 1e6:.2f}", f"{c.accuracy_float:.1%}",
+            weights = f"{c.cluster_bits}-bit/{c.cluster_granularity}" if c.cluster_bits else "int8"
+            t.add_row(mark, f"{c.width:g}", f"{c.sparsity:.0%}", c.quantization, weights, f"{c.params:,}", f"{c.macs / 1e6:.2f}", f"{c.accuracy_float:.1%}",
                       f"{c.accuracy_int8:.1%}", kb(c.flash_bytes), kb(c.sram_bytes), "yes" if c.fits else "no",
                       f"{c.train_seconds:.1f}")
         out.print(t)
@@ -179,6 +190,7 @@ def render_search(result, as_json: bool) -> None:
             out.print(f"Not tried, as they could not be more accurate than a candidate that fits: widths "
                       f"{', '.join(named)}.", highlight=False)
         o, c = result.candidates[0], result.chosen
-        out.print(f"Chosen: width {c.width:g}, {c.sparsity:.0%} of filters pruned, {c.quantization}; int8 accuracy {o.accuracy_int8:.2%} -> {c.accuracy_int8:.2%} "
+        clustered = (f", weights clustered to {c.cluster_bits} bits per {c.cluster_granularity}" if c.cluster_bits else "")
+        out.print(f"Chosen: width {c.width:g}, {c.sparsity:.0%} of filters pruned, {c.quantization}{clustered}; int8 accuracy {o.accuracy_int8:.2%} -> {c.accuracy_int8:.2%} "
                   f"({(c.accuracy_int8 - o.accuracy_int8) * 100:+.2f} points, by {c.accuracy_kind}). "
                   f"Wrote {', '.join(result.files)} to {result.out_dir}/", highlight=False)

@@ -12,6 +12,9 @@ from ..errors import TinygenError
 # Bytes per `db` command: the reference host's 31 (benchmark/runner device_under_test.py), 62 hex
 # digits, well inside the DUT's 80-character command buffer.
 HEX_BYTES_PER_DB = 31
+# The DUT's UART in MLPerf's energy mode (benchmark/runner devices_*.yaml `energy: 9600`, the
+# references' th_serialport_initialize): what `monitor --mlperf ... --power` talks at by default.
+ENERGY_BAUD = 9600
 _LAP = re.compile(r"^m-lap-us-([0-9]+)$")
 _RESULTS = re.compile(r"^m-results-\[([^]]+)\]$")
 
@@ -103,18 +106,20 @@ class MlperfDut:
         if not done:
             raise MlperfError("the DUT never said m-load-done")
 
-    def infer(self, n: int, warmup: int) -> InferResult:
+    def infer(self, n: int, warmup: int, laps: bool = True) -> InferResult:
         """`infer N W`, read as the reference host reads it: the first m-lap-us is the start, the
-        last the end, their difference the run's microseconds; the results line as floats."""
+        last the end, their difference the run's microseconds; the results line as floats. With
+        laps=False (energy mode: the DUT pulses its timestamp pin instead of printing laps) the
+        time is the caller's to take, and total_us is 0 when no laps came."""
         lines = self.command(f"infer {n} {warmup}")
-        laps = [int(m.group(1)) for m in map(_LAP.match, lines) if m]
+        stamps = [int(m.group(1)) for m in map(_LAP.match, lines) if m]
         res = [m.group(1) for m in map(_RESULTS.match, lines) if m]
-        if len(laps) < 2 or not res:
+        if (laps and len(stamps) < 2) or not res:
             raise MlperfError(f"'infer {n} {warmup}' gave no timing or no results: {lines}")
-        if laps[-1] < laps[0]:
-            raise MlperfError(f"the DUT's clock went backwards during 'infer {n} {warmup}': {laps[0]} then {laps[-1]} us")
+        if len(stamps) >= 2 and stamps[-1] < stamps[0]:
+            raise MlperfError(f"the DUT's clock went backwards during 'infer {n} {warmup}': {stamps[0]} then {stamps[-1]} us")
         values = [float(v) for v in res[-1].split(",") if v.strip()]
-        return InferResult(n, warmup, laps[-1] - laps[0], values)
+        return InferResult(n, warmup, stamps[-1] - stamps[0] if len(stamps) >= 2 else 0, values)
 
 
 def payload(model_id: str, data) -> bytes:
@@ -149,10 +154,15 @@ def payload(model_id: str, data) -> bytes:
 
 
 def run_session(port: str, rate: int, board, count: int, warmup: int, input_file=None,
-                timeout: float = 30.0) -> dict:
+                timeout: float = 30.0, power=None) -> dict:
     """`tinygen monitor --mlperf infer N W`: sync with the DUT, load the input (raw bytes, or the
     first sample of a .npy, in the form the benchmark the DUT reports takes; zeros without one),
-    run N timed inferences after W warm-ups. Returns the summary the CLI prints or writes as JSON."""
+    run N timed inferences after W warm-ups. Returns the summary the CLI prints or writes as JSON.
+
+    With `power` (a device.power.PowerSession, not started), MLPerf's energy mode: the DUT pulses
+    its timestamp pin before and after the N timed inferences, the monitor sees both edges on its
+    digital input, and the energy between them divided by N is the energy per inference, as
+    MLPerf's runner takes it. The time per inference is then the monitor's, between the edges."""
     import numpy as np
 
     from ..model.mlperf_tiny import BENCHMARKS
@@ -160,6 +170,12 @@ def run_session(port: str, rate: int, board, count: int, warmup: int, input_file
 
     if count < 1 or warmup < 0:
         raise MlperfError("--mlperf takes `infer N W`, with N >= 1 inferences after W >= 0 warm-ups.")
+    if power is not None and not power.monitor.has_pin:
+        raise MlperfError(f"MLPerf's energy mode takes its window from the DUT's timestamp pin, and {power.monitor.name} "
+                          "reads none here (pin=none); wire the pin to the monitor's input and name it.")
+    window, first = None, 0
+    if power is not None:
+        power.start()   # a monitor that is not there says so before the DUT is touched
     try:
         ser = open_port(port, rate)
         dut = MlperfDut(ser, timeout=timeout)
@@ -171,11 +187,36 @@ def run_session(port: str, rate: int, board, count: int, warmup: int, input_file
             dut.load(payload(model_id, data))
         elif model_id in BENCHMARKS:
             dut.load(bytes(BENCHMARKS[model_id].payload_bytes))
-        r = dut.infer(count, warmup)
+        if power is not None:
+            power.settle()   # every edge before `infer` (the boot pulse, a `timestamp`) is in and counted
+            first = power.edge_count()
+        r = dut.infer(count, warmup, laps=power is None)
+        if power is not None:
+            power.settle()
+            window = power.pin_window(first, count)
         ser.close()
     except (MonitorError, MlperfError, OSError, ValueError, IndexError) as e:
         raise MlperfError(f"MLPerf DUT on {port}: {e}") from None
-    e = energy_uj(r.latency_us, board)
+    finally:
+        if power is not None:
+            power.stop(settle_s=0.0, drain_s=0.0)
+    if power is not None and power.error is not None:
+        raise power.error
+    if power is not None and window is None:
+        got = power.edge_count() - first
+        raise MlperfError(f"{power.monitor.name} saw {got} timestamp-pin edge{'s' if got != 1 else ''} during "
+                          f"'infer {count} {warmup}', not the 2 MLPerf's energy mode makes: build the firmware with "
+                          "--mlperf-mode energy and wire its timestamp pin (the board profile's serial.timestamp_pin) "
+                          "to the monitor's digital input.")
+    latency = r.latency_us if window is None else (window.end - window.start) / power.monitor.rate_hz / count * 1e6
+    e = energy_uj(latency, board)
+    energy = {"mean": e, "kind": "estimated" if e is not None else None}
+    if window is not None:
+        energy = {"mean": window.uj_per_inference, "median": window.uj_per_inference, "kind": "measured",
+                  "window_uj": window.energy_uj, "inferences": count,
+                  "estimate": {"mean": e, "kind": "estimated" if e is not None else None},
+                  "power_monitor": power.summary(), "samples": power.samples}
     return {"port": port, "board": board.id if board else None, "dut": name, "profile": profile,
-            "inferences": count, "warmup": warmup, "latency_us": {"mean": r.latency_us},
-            "energy_uj": {"mean": e, "kind": "estimated" if e is not None else None}, "results": r.results}
+            "inferences": count, "warmup": warmup,
+            "latency_us": {"mean": latency, "from": "serial laps" if window is None else "timestamp pin"},
+            "energy_uj": energy, "results": r.results}

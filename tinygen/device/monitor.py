@@ -22,6 +22,7 @@ import serial
 
 from ..boards import Board
 from ..errors import TinygenError
+from ..files import OutFile
 from .protocol import Event, parse_line
 
 MAX_LINE = 4096   # a longer run of bytes without a newline is garbage, not a line
@@ -186,14 +187,18 @@ class LineSplitter:
 
 
 class Log:
-    """Every line, raw and parsed, flushed as it arrives: CSV or JSONL by extension."""
+    """Every line, raw and parsed, flushed as it arrives: CSV or JSONL by extension. The lines go
+    to a hidden temporary beside `path` (`live`), renamed to `path` by close(); a file of the
+    user's at `path` is refused (files.OutFile), tinygen's own earlier log replaced."""
 
     FIELDS = ["time", "raw", "valid", "kind", "seq", "cycles", "us", "top", "score_milli", "energy_uj"]
 
     def __init__(self, path: Path, board: Board | None):
         self.board = board
         self.jsonl = path.suffix.lower() in (".jsonl", ".json", ".ndjson")
-        self.f: TextIO = path.open("w", newline="")
+        self.out = OutFile(path, "--log")
+        self.live = self.out.tmp
+        self.f: TextIO = self.out.f
         self.csv = None if self.jsonl else csv.writer(self.f)
         if self.csv:
             self.csv.writerow(self.FIELDS)
@@ -229,7 +234,11 @@ class Log:
         self.f.flush()
 
     def close(self) -> None:
-        self.f.close()
+        self.out.close()
+
+    def discard(self) -> None:
+        """A session that never started: its temporary removed, an earlier log left as it was."""
+        self.out.discard()
 
 
 def open_port(url: str, baud: int, timeout: float = 0.2):

@@ -126,7 +126,9 @@ class Graph:
                 if t < 0:
                     continue
                 tt = self.tensors[t]
-                if tt.dtype in ("FLOAT32", "FLOAT16", "FLOAT64", "UINT8") and not (tt.is_const and o.op == "DEQUANTIZE"):
+                # constants a DEQUANTIZE or a TFLM_DECODE (compressed weights: uint8 indices and tables) expands
+                if tt.dtype in ("FLOAT32", "FLOAT16", "FLOAT64", "UINT8") and not (
+                        tt.is_const and o.op in ("DEQUANTIZE", "CUSTOM:TFLM_DECODE")):
                     return False, o.op
         return True, None
 

@@ -53,6 +53,8 @@ class BuildOptions:
     mlperf_model: str | None = None      # --harness mlperf: the benchmark id to report, when the model is not recognised
     mlperf_mode: str = "performance"     # --harness mlperf: "energy" pulses the board's timestamp pin instead of laps
     dense: str = "auto"          # FULLY_CONNECTED weights per-channel, per-tensor, or per-tensor where it costs <= 0.1 point
+    compress: str = "off"        # weights clustered post-training: off, auto, or index bits 2-7 (pipeline/compress.py)
+    max_accuracy_drop: float | None = None   # --compress auto's limit, in points (default compress.COMPRESS_MAX_DROP)
 
 
 @dataclass
@@ -73,6 +75,7 @@ class Quantized:
     samples: Dataset           # where test vectors come from: the evaluation set, else the calibration set
     dense: quantize.DenseChoice | None = None   # how dense layers were quantized, for a float model with any
     memory_plan: object | None = None   # tflm.offline_plan.PlanChoice, once plan_memory chose
+    uncompressed: bytes | None = None   # model_bytes are TFLM compressed tensors: the clustered int8 model
 
 
 @dataclass
@@ -91,6 +94,7 @@ class BuildResult:
     size: object | None = None       # project.make.ImageSize, with --compile
     run: object | None = None        # device.qemu.RunResult, with --run
     dense: quantize.DenseChoice | None = None
+    compress: object | None = None   # pipeline.compress.CompressChoice, with --compress
 
     def to_json(self) -> dict:
         j = self.report.to_json()
@@ -101,6 +105,8 @@ class BuildResult:
         if self.dense is not None:
             j["accuracy"]["dense_layers"] = self.dense.to_json()
         j["calibration"] = self.calibration_source
+        if self.compress is not None:
+            j["compress"] = self.compress.to_json()
         j["warnings"] = self.warnings
         if self.out_dir is not None:
             j["out"] = str(self.out_dir)
@@ -360,13 +366,15 @@ def write_outputs(result: BuildResult, q: Quantized, model_name: str, out_dir: P
     report, board = result.report, result.report.board
     has_port = opts.project and find_port(board) is not None
     files: dict[str, str | bytes] = {"model.tflite": q.model_bytes}
+    if q.uncompressed is not None:   # --compress: the clustered int8 model, and as TFLM compressed tensors
+        files = {"model.tflite": q.uncompressed, "model.compressed.tflite": q.model_bytes}
     if opts.runtime == "tflm":
         files.update(model_files(q, model_name, in_src=has_port))
     if has_port:
         maker = aot_project_files if opts.runtime == "aot" else tflm_project_files
         files.update(maker(report, q, model_name, opts, progress))
         result.project, result.project_port = True, find_port(board).family
-        result.project_files = sorted(set(files) - {"model.tflite"})
+        result.project_files = sorted(set(files) - {"model.tflite", "model.compressed.tflite"})
     elif not opts.project:
         result.project_reason = "--no-project: the model and the fit report only"
     else:
@@ -409,23 +417,49 @@ def build(board: Board, model_path: Path | None, data_path: Path | None, out_dir
         raise TinygenError("--mlperf-model and --mlperf-mode describe the MLPerf Tiny DUT; they need --harness mlperf.")
     if opts.mlperf_mode not in ("performance", "energy"):
         raise TinygenError(f"--mlperf-mode must be one of performance, energy, not '{opts.mlperf_mode}'.")
+    if opts.compress != "off" or opts.max_accuracy_drop is not None:
+        from .compress import check_compress_options
+
+        check_compress_options(opts.compress, opts.max_accuracy_drop)
     if out_dir is not None:
         check_out_dir(out_dir, opts.force)    # a folder of the user's is refused before any work, not after
     progress("Reading the model", None, None)
     inputs = resolve_inputs(model_path, data_path, val_path, calibration, validation)
     q = quantize_and_score(inputs, opts.eval_limit, progress, opts.dense)
+    choice = table = None
+    if opts.compress != "off":
+        q, choice, table = compress_stage(board, q, inputs, opts, str(model_path or inputs.source.path),
+                                          out_dir is not None, progress)
     q = plan_memory(board, q, opts)
     progress("Checking the fit", None, None)
     model_name = inputs.source.name
     report = check(board, q, str(model_path or inputs.source.path), opts, writes_project=out_dir is not None)
+    if table is not None:
+        report.compression = table
     result = BuildResult(report, q.model_bytes, q.accuracy, inputs.calibration.source, inputs.warnings)
-    result.dense = q.dense
+    result.dense, result.compress = q.dense, choice
     note = vectors_note(report, min(opts.vector_count, len(q.samples)))
     if note:
         result.warnings.append(note)
     if out_dir is not None:
         write_outputs(result, q, model_name, out_dir, opts, progress)
     return result
+
+
+def compress_stage(board: Board, q: Quantized, inputs: Inputs, opts: BuildOptions, model_path: str,
+                   writes_project: bool, progress: Progress = _noop):
+    """`--compress`: the int8 weights clustered post-training (pipeline/compress.py), each try
+    scored by this build's own fit check. Returns (Quantized, CompressChoice, compression table)."""
+    from . import compress
+
+    asked = compress.parse_compress(opts.compress)
+    fit = lambda qq: check(board, plan_memory(board, qq, opts), model_path, opts, writes_project)  # noqa: E731
+    q, choice, table = compress.compress_weights(q, opts.runtime, asked, opts.max_accuracy_drop, fit,
+                                                 inputs.keras_model, opts.eval_limit, progress)
+    if choice.bits is not None and q.accuracy.kind != "labels":
+        inputs.warnings.append(f"The accuracy shown is the unclustered int8 model's; the {choice.bits}-bit clustered "
+                               f"one is measured by {choice.measured_by}: {choice.score:.2%}.")
+    return q, choice, table
 
 
 def compile_and_run(result: BuildResult, tflm_root: Path | None, sdk_roots: dict[str, Path | None],
@@ -454,13 +488,14 @@ def compile_and_run(result: BuildResult, tflm_root: Path | None, sdk_roots: dict
 
 
 def shrink_first(board: Board, model_path: Path | None, data_path: Path | None, val_path: Path | None,
-                 max_drop: float | None, progress: Progress = _noop):
-    """`build --shrink auto`'s first half: the search for the most accurate thinner model that fits.
-    Returns the search result and the shrink inputs, whose data the build then uses."""
+                 max_drop: float | None, progress: Progress = _noop, runtime: str = "tflm"):
+    """`build --shrink auto`'s first half: the search for the most accurate thinner model that fits
+    (measured for `runtime`). Returns the search result and the shrink inputs, whose data the build
+    then uses."""
     from ..shrink.recipe import shrink_inputs
     from ..shrink.search import run_search
 
     inputs = shrink_inputs(model_path, data_path, val_path)
     result = run_search(board, inputs.teacher, inputs.source.path, inputs.train, inputs.val, max_drop, None, 10,
-                        Path("build") / f"{board.id}-shrunk", progress)
+                        Path("build") / f"{board.id}-shrunk", progress, runtime=runtime)
     return result, inputs

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from ..boards import Board
-from ..errors import TinygenError
+from ..errors import ModelError, TinygenError
 from ..files import check_out_dir, write_tree
 from ..fit import check_fit
 from ..model import coded
@@ -108,6 +108,63 @@ def cluster_int8(model_bytes: bytes, graph: Graph, n: int, per_channel: bool = F
         axis = tflm_compress.table_axis(graph, i) if per_channel else None
         t.buffer.data = cluster_tensor(w, n, axis).tobytes()
     return bytes(editor.build())
+
+
+# --- clustering by index bits (the search, `build --compress`) -----------------------------------
+
+INDEX_BITS = (7, 6, 5, 4, 3, 2)     # 2^b centroids: most accurate first; 1 bit rarely keeps a model
+
+
+def check_bits(bits: int, option: str = "--compress") -> None:
+    if bits not in INDEX_BITS:
+        raise TinygenError(f"{option} takes off, auto or index bits from {min(INDEX_BITS)} to {max(INDEX_BITS)} "
+                           f"(2^bits centroids per look-up table), not {bits}.")
+
+
+@dataclass
+class Clustered:
+    """An int8 model clustered post-training to 2^bits values per tensor (or per channel), and the
+    same model as TFLM compressed tensors (None where no weight gets smaller as a look-up table)."""
+    bits: int
+    per_channel: bool
+    model: bytes                                        # the clustered int8 model, weights dense
+    graph: Graph
+    compressed: tflm_compress.CompressedModel | None
+
+    @property
+    def granularity(self) -> str:
+        return "channel" if self.per_channel else "tensor"
+
+    def stored(self, runtime: str) -> bytes | None:
+        """The model as `runtime` stores it, for the fit check: TFLM's compressed tensors (None
+        where nothing compresses), or for tinygen's AOT runtime the clustered int8 model, whose
+        lowering decides per layer how to store the weights."""
+        # the one place a storage form is picked per runtime; sparse storage (AOT) goes here too
+        if runtime == "tflm":
+            return self.compressed.model if self.compressed is not None else None
+        return self.model
+
+
+def granularities(graph: Graph) -> tuple[bool, ...]:
+    """per_channel values worth trying: per channel only differs where a weight is quantized per
+    channel (TFLM's tables follow the quantization: tflm_compress.table_axis)."""
+    per_channel_weights = any(tflm_compress.table_axis(graph, i) is not None
+                              for i in tflm_compress.weight_tensors(graph))
+    return (True, False) if per_channel_weights else (False,)
+
+
+def cluster_bits(model_bytes: bytes, graph: Graph, bits: int, per_channel: bool) -> Clustered:
+    """Post-training k-means of every weight to 2^bits values, and TFLM's compressed tensors of it."""
+    check_bits(bits)
+    clustered = cluster_int8(model_bytes, graph, 1 << bits, per_channel)
+    g = parse(clustered, "the clustered model")
+    try:
+        packed = tflm_compress.compress(clustered, g)
+    except ModelError:       # TFLM's compressor refuses the model: the user must hear it
+        raise
+    except TinygenError:     # no weight is smaller as a look-up table at these bits
+        packed = None
+    return Clustered(bits, per_channel, clustered, g, packed)
 
 
 # --- measuring ----------------------------------------------------------------------------------

@@ -90,6 +90,13 @@ class Candidate:
     fits: bool
     train_seconds: float
     accuracy_kind: str
+    # how the weights are stored: "dense" int8, or "lut" (clustered post-training to 2^cluster_bits
+    # values per cluster_granularity, "tensor" or "channel": TFLM compressed tensors, or the AOT
+    # runtime's packed indices); the AOT runtime's sparse forms would add "sparse" and "sparse+lut".
+    # Plain JSON values: search.json and the search's cache hold them.
+    storage: str = "dense"
+    cluster_bits: int | None = None
+    cluster_granularity: str | None = None
 
 
 @dataclass
@@ -111,16 +118,17 @@ def _accuracy(outputs: np.ndarray, labels: np.ndarray | None, teacher_top1: np.n
 
 
 def evaluate(model, board: Board, val: Dataset, teacher_top1: np.ndarray, calibration: Dataset,
-             width: float, seconds: float, quantization: str = "ptq", float_model=None) -> tuple[Candidate, bytes]:
-    """Quantize `model` (PTQ, or convert a QAT model) and measure it. `float_model` is the float
-    network a QAT model was made from, for the float accuracy."""
+             width: float, seconds: float, quantization: str = "ptq", float_model=None,
+             runtime: str = "tflm") -> tuple[Candidate, bytes]:
+    """Quantize `model` (PTQ, or convert a QAT model) and measure it (the fit check for `runtime`).
+    `float_model` is the float network a QAT model was made from, for the float accuracy."""
     from ..model.tf import quiet
 
     with quiet():
         tflite = quantize_mod.quantize(ModelSource(Path("model.keras"), "keras"), calibration, model)
         float_out = (float_model or model).predict(val.x, batch_size=256, verbose=0)
     g = parse(tflite)
-    report = check_fit(g, board)
+    report = check_fit(g, board, runtime=runtime, model_bytes=tflite if runtime == "aot" else None)
     int8_out = int8_predict(tflite, g, val.x)
     kind = "labels" if val.y is not None else "agreement with the original's top-1"
     return Candidate(width, 0.0, quantization, _accuracy(float_out, val.y, teacher_top1),

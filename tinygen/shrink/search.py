@@ -1,5 +1,8 @@
 """The search (`tinygen shrink --auto`, `build --shrink auto`): widths and pruned filters,
-PTQ and QAT, every candidate measured; the most accurate that fits is chosen."""
+PTQ and QAT, and where an int8 candidate does not fit, its weights clustered post-training to
+2-7 index bits per tensor or per channel (Deep Compression's weight sharing, stored as TFLM
+compressed tensors or the AOT runtime's packed weights); every candidate measured, the most
+accurate that fits is chosen."""
 
 from __future__ import annotations
 
@@ -18,12 +21,14 @@ from ..fit import check_fit
 from ..model.data import Dataset
 from ..model.evaluate import top1
 from ..model.graph import parse
+from ..tflm.interpreter import int8_predict
+from .cluster import INDEX_BITS, cluster_bits, granularities
 from .distill import distill
-from .recipe import Candidate, evaluate, keras_bytes, qat
+from .recipe import Candidate, _accuracy, evaluate, keras_bytes, qat
 from .width import prune_filters, scale_width
 
 
-SEARCH_FILES = ("model.keras", "model.tflite", "search.json", "search.png")
+SEARCH_FILES = ("model.keras", "model.tflite", "model.compressed.tflite", "search.json", "search.png")
 
 
 @dataclass
@@ -33,13 +38,16 @@ class SearchResult:
     chosen: Candidate | None
     skipped: list[float]
     pareto: list[int]
-    models: dict[int, tuple[object, bytes]] = field(default_factory=dict, repr=False)
+    # candidate index -> (the float student's .keras bytes, its int8 .tflite, TFLM compressed tensors or None)
+    models: dict[int, tuple[object, bytes, bytes | None]] = field(default_factory=dict, repr=False)
     chosen_index: int | None = None
     out_dir: Path | None = None
     files: list[str] = field(default_factory=list)
+    runtime: str = "tflm"
 
     def to_json(self) -> dict:
-        return {"board": self.board.id, "chosen": asdict(self.chosen) if self.chosen else None,
+        return {"board": self.board.id, "runtime": self.runtime,
+                "chosen": asdict(self.chosen) if self.chosen else None,
                 "candidates": [dict(asdict(c), pareto=i in self.pareto) for i, c in enumerate(self.candidates)],
                 "skipped_widths": self.skipped}
 
@@ -63,24 +71,68 @@ def _cache_key(teacher_hash: str, data_hash: str, width: float, quantization: st
     return hashlib.sha256(f"{teacher_hash}|{data_hash}|{width}|{quantization}|{epochs}".encode()).hexdigest()[:20]
 
 
+def _cache_save(path: Path, cand: Candidate, tflite: bytes, student_bytes: bytes) -> None:
+    """One trained candidate for a later run to resume from: the .tflite and .keras bytes as uint8
+    arrays in <key>.npz, then the Candidate's fields and that file's sha256 in <key>.json, each
+    written to a temporary and renamed, so a run killed between the two leaves no pair that loads."""
+    import hashlib
+    import io
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez(buf, tflite=np.frombuffer(tflite, np.uint8), keras=np.frombuffer(student_bytes, np.uint8))
+    arrays = buf.getvalue()
+    for final, data in ((path.with_suffix(".npz"), arrays),
+                        (path, json.dumps({"candidate": asdict(cand),
+                                           "npz_sha256": hashlib.sha256(arrays).hexdigest()}).encode())):
+        tmp = final.with_name(f"{final.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(final)
+
+
+def _cache_load(path: Path) -> tuple[Candidate, bytes, bytes] | None:
+    """What _cache_save wrote, or None (absent, from another version, half-written or damaged:
+    trained again). JSON and arrays read with allow_pickle=False, never a pickle: loading a
+    pickle runs whatever code a file planted in the cache folder carries."""
+    import hashlib
+    import io
+    import zipfile
+
+    try:
+        meta = json.loads(path.read_text())
+        arrays = path.with_suffix(".npz").read_bytes()
+        if not isinstance(meta, dict) or meta.get("npz_sha256") != hashlib.sha256(arrays).hexdigest():
+            return None
+        cand = Candidate(**meta["candidate"])
+        with np.load(io.BytesIO(arrays), allow_pickle=False) as z:
+            tflite, keras = z["tflite"], z["keras"]
+            if tflite.dtype != np.uint8 or keras.dtype != np.uint8 or tflite.ndim != 1 or keras.ndim != 1:
+                return None
+            return cand, tflite.tobytes(), keras.tobytes()
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, UnicodeDecodeError, RecursionError):
+        return None
+
+
 def search(board: Board, teacher, teacher_hash: str, train: Dataset, val: Dataset,
            widths=(1.0, 0.75, 0.5, 0.35, 0.25), sparsities=(0.0, 0.3), max_drop: float | None = None,
            floor: float | None = None,
            epochs: int = 10, qat_epochs: int = 3, qat_when_drop: float = 0.005, cache_dir: Path | None = None,
-           progress: Callable[[str, int | None, int | None], None] = lambda *a: None) -> SearchResult:
+           progress: Callable[[str, int | None, int | None], None] = lambda *a: None,
+           runtime: str = "tflm", bits: tuple[int, ...] = INDEX_BITS) -> SearchResult:
     """Candidates from largest to smallest: each width, then that width with a share of its filters
     structurally pruned; PTQ each, and QAT too when PTQ loses more than `qat_when_drop` of the float
-    accuracy. Once a candidate fits and meets the accuracy floor, smaller ones cannot be more
-    accurate (the assumption this search makes), so they are skipped."""
+    accuracy; an int8 candidate that does not fit, clustered to each of `bits` (clustered_candidates).
+    Once a candidate fits and meets the accuracy floor, smaller ones cannot be more accurate (the
+    assumption this search makes), so they are skipped. Flash and SRAM are the fit check's for
+    `runtime`."""
     import hashlib
-    import pickle
 
     if val is None or len(val) == 0:
         raise TinygenError("A search needs held-out data to measure accuracy on: pass --val.")
     teacher_top1 = top1(teacher.predict(val.x, batch_size=256, verbose=0))
     data_hash = hashlib.sha256(np.ascontiguousarray(train.x).tobytes()[:1 << 20] + np.ascontiguousarray(val.x).tobytes()[:1 << 20]).hexdigest()
     cands: list[Candidate] = []
-    models: dict[int, tuple[object, bytes]] = {}
+    models: dict[int, tuple[object, bytes, bytes | None]] = {}
     skipped: list[float] = []
     baseline = None
     recipes = [(w, sp) for w in sorted(set(widths), reverse=True) for sp in sorted(set(sparsities))]
@@ -93,11 +145,13 @@ def search(board: Board, teacher, teacher_hash: str, train: Dataset, val: Datase
         tried = []
         for quant in ("ptq", "qat"):
             key = _cache_key(teacher_hash, data_hash, w, f"{quant}-s{sp}", epochs)
-            cached = cache_dir / f"{key}.pkl" if cache_dir else None
-            if cached and cached.exists():
-                cand, tflite, student_bytes = pickle.loads(cached.read_bytes())
+            cached = cache_dir / f"{key}.json" if cache_dir else None
+            hit = _cache_load(cached) if cached else None
+            if hit is not None:
+                cand, tflite, student_bytes = hit
                 # the cache holds what training made; the fit depends on the board: measure it again
-                report = check_fit(parse(tflite), board)
+                report = check_fit(parse(tflite), board, runtime=runtime,
+                                   model_bytes=tflite if runtime == "aot" else None)
                 cand.flash_bytes, cand.sram_bytes, cand.fits = (report.flash.total_bytes, report.sram.total_bytes,
                                                                 report.fits)
             else:
@@ -112,25 +166,67 @@ def search(board: Board, teacher, teacher_hash: str, train: Dataset, val: Datase
                     distill(teacher, student, train.x, train.y, epochs=epochs)
                 net = qat(teacher, student, train, qat_epochs) if quant == "qat" else student
                 cand, tflite = evaluate(net, board, val, teacher_top1, train, w, time.monotonic() - started, quant,
-                                        float_model=student)
+                                        float_model=student, runtime=runtime)
                 cand.sparsity = sp
                 student_bytes = keras_bytes(student)
                 if cached:
-                    cached.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = cached.with_suffix(".tmp")
-                    tmp.write_bytes(pickle.dumps((cand, tflite, student_bytes)))
-                    tmp.replace(cached)
+                    _cache_save(cached, cand, tflite, student_bytes)
             tried.append(cand)
-            models[len(cands)] = (student_bytes, tflite)
+            models[len(cands)] = (student_bytes, tflite, None)
             cands.append(cand)
             if baseline is None:
                 baseline = cand
+            if not cand.fits and bits:
+                progress(f"Clustering width {w:g} {quant} post-training", n, len(recipes))
+                for c, clustered, compressed in clustered_candidates(cand, tflite, board, val, teacher_top1, runtime,
+                                                                     _floor(baseline, max_drop, floor), bits):
+                    models[len(cands)] = (student_bytes, clustered, compressed)
+                    cands.append(c)
     limit = _floor(baseline, max_drop, floor)
     ok = [i for i, c in enumerate(cands) if c.fits and (limit is None or c.accuracy_int8 >= limit)]
     chosen = max(ok, key=lambda i: (cands[i].accuracy_int8, -cands[i].flash_bytes)) if ok else None
     result = SearchResult(board, cands, cands[chosen] if chosen is not None else None, skipped, pareto_front(cands), models)
-    result.chosen_index = chosen
+    result.chosen_index, result.runtime = chosen, runtime
     return result
+
+
+def clustered_candidates(base: Candidate, tflite: bytes, board: Board, val: Dataset, teacher_top1: np.ndarray,
+                         runtime: str, limit: float | None, bits: tuple[int, ...] = INDEX_BITS
+                         ) -> list[tuple[Candidate, bytes, bytes | None]]:
+    """`base`'s int8 model clustered post-training (k-means on its int8 weights, no training), per
+    channel and per tensor, from the most index bits down: (candidate, clustered int8 model, TFLM
+    compressed model or None). Per granularity it stops at the first that fits, or that falls below
+    `limit`: fewer bits would not be more accurate. Flash is the fit check's for the model as
+    `runtime` stores it (Clustered.stored); accuracy is the clustered int8 model's on `val` (TFLM's
+    compressed tensors decode to exactly its weights)."""
+    g = parse(tflite)
+    found = []
+    for per_channel in granularities(g):
+        for b in sorted(set(bits), reverse=True):
+            started = time.monotonic()
+            cl = cluster_bits(tflite, g, b, per_channel)
+            stored = cl.stored(runtime)
+            if stored is None:        # no weight smaller as a look-up table at this many bits
+                continue
+            report = check_fit(parse(stored, "the clustered model"), board, runtime=runtime,
+                               model_bytes=stored if runtime == "aot" else None)
+            out = int8_predict(cl.model, cl.graph, val.x)
+            cand = Candidate(base.width, base.sparsity, base.quantization, base.accuracy_float,
+                             _accuracy(out, val.y, teacher_top1), report.flash.total_bytes, report.sram.total_bytes,
+                             base.macs, base.params, report.fits, round(time.monotonic() - started, 2),
+                             base.accuracy_kind, "lut", b, cl.granularity)
+            found.append((cand, cl.model, cl.compressed.model if cl.compressed is not None else None))
+            if cand.fits or (limit is not None and cand.accuracy_int8 < limit):
+                break
+    return found
+
+
+def describe(c: Candidate) -> str:
+    """A candidate in words: width, pruning, quantization and clustering."""
+    words = f"width {c.width:g}" + (f" with {c.sparsity:.0%} of filters pruned" if c.sparsity else "") + f" {c.quantization}"
+    if c.cluster_bits:
+        words += f" clustered to {c.cluster_bits} bits per {c.cluster_granularity}"
+    return words
 
 
 def _floor(baseline: Candidate, max_drop: float | None, floor: float | None) -> float | None:
@@ -152,16 +248,17 @@ def search_png(result: SearchResult, path: Path) -> None:
                                    (axes[1], "sram_bytes", result.board.sram_size, "SRAM")):
         for i, c in enumerate(result.candidates):
             x = getattr(c, key) / 1024
-            marker = "o" if c.quantization == "ptq" else "s"
+            marker = "^" if c.cluster_bits else ("o" if c.quantization == "ptq" else "s")
             color = "#c44e52" if c is result.chosen else ("#4c72b0" if i in result.pareto else "#999999")
             ax.scatter(x, c.accuracy_int8 * 100, marker=marker, color=color, s=50, zorder=3)
-            ax.annotate(f"{c.width:g} {c.quantization}", (x, c.accuracy_int8 * 100), fontsize=7,
+            tag = f"{c.width:g} {c.quantization}" + (f" {c.cluster_bits}b/{c.cluster_granularity[0]}" if c.cluster_bits else "")
+            ax.annotate(tag, (x, c.accuracy_int8 * 100), fontsize=7,
                         xytext=(4, 3), textcoords="offset points")
         ax.axvline(budget / 1024, color="#c44e52", ls="--", lw=0.8, label=f"{result.board.id} {label}")
         ax.set_xlabel(f"{label} (KiB)")
         ax.set_ylabel("int8 accuracy (%)")
         ax.legend(fontsize=7)
-    fig.suptitle("Candidates: blue on the Pareto front, red chosen; circles PTQ, squares QAT", fontsize=9)
+    fig.suptitle("Candidates: blue on the Pareto front, red chosen; circles PTQ, squares QAT, triangles clustered", fontsize=9)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp)
@@ -172,10 +269,10 @@ def search_png(result: SearchResult, path: Path) -> None:
 def run_search(board: Board, teacher, model_path: Path, train: Dataset, val: Dataset, max_drop: float | None,
                floor: float | None, epochs: int, out_dir: Path,
                progress: Callable[[str, int | None, int | None], None] = lambda *a: None,
-               force: bool = False) -> SearchResult:
+               force: bool = False, runtime: str = "tflm", **options) -> SearchResult:
     """search(), cached in .<out_dir>.cache beside out_dir so an interrupted search resumes, then
     the chosen model, search.json and search.png written to out_dir (files.write_tree; `force`
-    writes them beside a user's own)."""
+    writes them beside a user's own). `options` go to search() (widths, sparsities, bits...)."""
     import hashlib
 
     check_out_dir(out_dir, force, SEARCH_FILES)   # refuse before the search, not after
@@ -183,25 +280,27 @@ def run_search(board: Board, teacher, model_path: Path, train: Dataset, val: Dat
     resolved = Path(out_dir).resolve()   # `--out .` has no name of its own
     cache = resolved.parent / f".{resolved.name or 'out'}.cache"
     result = search(board, teacher, teacher_hash, train, val, max_drop=max_drop, floor=floor, epochs=epochs,
-                    cache_dir=cache, progress=progress)
+                    cache_dir=cache, progress=progress, runtime=runtime, **options)
     if result.chosen is None:
         fitting = [c for c in result.candidates if c.fits]
         limit = _floor(result.candidates[0], max_drop, floor)
         if not fitting:
             smallest = min(result.candidates, key=lambda c: c.flash_bytes)
-            raise FitError(f"No candidate fits {board.id}: the thinnest tried (width {smallest.width:g}) needs "
+            raise FitError(f"No candidate fits {board.id}: the smallest tried ({describe(smallest)}) needs "
                                f"{smallest.flash_bytes:,} B of flash and {smallest.sram_bytes:,} B of SRAM.")
         best = max(fitting, key=lambda c: c.accuracy_int8)
-        raise TinygenError(f"No candidate that fits meets the accuracy floor of {limit:.2%}: the best, width "
-                           f"{best.width:g} {best.quantization}, reached {best.accuracy_int8:.2%}, "
+        raise TinygenError(f"No candidate that fits meets the accuracy floor of {limit:.2%}: the best, "
+                           f"{describe(best)}, reached {best.accuracy_int8:.2%}, "
                            f"{(limit - best.accuracy_int8) * 100:.2f} points short.")
-    chosen_bytes, tflite = result.models[result.chosen_index]
+    chosen_bytes, tflite, compressed = result.models[result.chosen_index]
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         png = Path(tmp) / "search.png"
         search_png(result, png)
         files = {"model.keras": chosen_bytes, "model.tflite": tflite, "search.png": png.read_bytes()}
+        if compressed is not None and runtime == "tflm":
+            files["model.compressed.tflite"] = compressed
     result.out_dir = Path(out_dir)
     result.files = sorted(list(files) + ["search.json"])
     files["search.json"] = json.dumps(result.to_json(), indent=2) + "\n"

@@ -58,6 +58,8 @@ _PARAMS = {
 }
 # Ops with no kernel user data and no persistent or scratch allocations.
 _STATELESS = {"RESHAPE"}
+# TFLM's DECODE (compressed tensors) has no Init; its Prepare allocates its own way (_decode_prepare).
+DECODE = "CUSTOM:TFLM_DECODE"
 
 
 @lru_cache(maxsize=None)
@@ -400,6 +402,19 @@ def _temp_tensor(tail: _Tail, t, sizes: dict) -> None:
         tail.head("temp", 4 + 4 * len(t.scale), sizes["TfLiteIntArray"][1], live=0)
 
 
+def _decode_prepare(tail: _Tail, g: Graph, op: Operator, sizes: dict) -> None:
+    """DECODE's Prepare (kernels/decode.cc): an array of one DecodeState pointer per output, then
+    for each (encoded, ancillary) input pair and its output the three temporary tensors and the
+    decoder's state. The decoded tensors themselves are ordinary outputs, planned in the head.
+    The state is a LUT decoder's, the only kind tinygen writes; a pruning decoder's is the same
+    after alignment, a Huffman decoder's 16 bytes less."""
+    tail.alloc(f"{op.op} DecodeState*[]", sizes["pointer"][0] * len(op.outputs), ARENA_ALIGNMENT)
+    for k, out in enumerate(op.outputs):
+        for i in (op.inputs[2 * k], op.inputs[2 * k + 1], out):
+            _temp_tensor(tail, g.tensors[i], sizes)
+        tail.alloc(f"{op.op} DecodeStateLut", sizes["DecodeStateLut"][0], ARENA_ALIGNMENT)
+
+
 def plan_arena(g: Graph, target: Target = Target(), offline: Sequence[int] | None = None) -> ArenaPlan:
     """Replay TFLM's AllocateTensors for `g` on `target`; `offline` is the model's offline plan
     (an offset or ONLINE per tensor, tflm.offline_plan.read_offsets), if it has one."""
@@ -437,7 +452,7 @@ def plan_arena(g: Graph, target: Target = Target(), offline: Sequence[int] | Non
             tail.alloc(f"{op.op} params", *sizes[_PARAMS[op.op]])
     # InitSubgraphs: kernel user data
     for op in g.operators:
-        if op.op in _STATELESS:
+        if op.op in _STATELESS or op.op == DECODE:
             continue
         user = kset.get(op.op) or (sizes["ref"].get(op.op) if target.kernels == "cmsis-nn" else None)
         if user is None:
@@ -447,6 +462,12 @@ def plan_arena(g: Graph, target: Target = Target(), offline: Sequence[int] | Non
     # PrepareSubgraphs: persistent buffers and scratch requests
     scratch: list[tuple[int, int]] = []  # (bytes, node index)
     for op in g.operators:
+        if op.op == DECODE:
+            tail.phase = f"Prepare of {op.op} (operator {op.index})"
+            _decode_prepare(tail, g, op, sizes)
+            tail.head("reset")
+            tail.head("resize", request * (len(scratch) + MAX_SCRATCH_BUFFERS_PER_OP), request_align)
+            continue
         try:
             persistent, requests, modelled = _kernel_allocations(g, op, target, sizes)
             before, after = _prepare_temps(op, target)

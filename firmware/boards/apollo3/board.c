@@ -12,7 +12,20 @@ void board_init(void) {
   am_hal_cachectrl_config(&am_hal_cachectrl_defaults);
   am_hal_cachectrl_enable();
   am_bsp_low_power_init();
+#ifdef TG_UART_BAUD
+  // MLPerf Tiny's energy mode runs the UART at its own rate: the BSP's set-up with that rate
+  static const am_hal_uart_config_t uart = {
+      .ui32BaudRate = TG_UART_BAUD,
+      .ui32DataBits = AM_HAL_UART_DATA_BITS_8,
+      .ui32Parity = AM_HAL_UART_PARITY_NONE,
+      .ui32StopBits = AM_HAL_UART_ONE_STOP_BIT,
+      .ui32FlowControl = AM_HAL_UART_FLOW_CTRL_NONE,
+      .ui32FifoLevels = (AM_HAL_UART_TX_FIFO_1_2 | AM_HAL_UART_RX_FIFO_1_2),
+  };
+  am_bsp_uart_printf_enable_custom(&uart);  // pins 48/49, 8N1
+#else
   am_bsp_uart_printf_enable();  // the BSP's COM UART set-up: pins 48/49, 115200 8N1
+#endif
 
   CoreDebug->DEMCR |= CoreDebug_DEMCR_TRCENA_Msk;
   DWT->CYCCNT = 0;

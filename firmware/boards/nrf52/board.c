@@ -13,6 +13,25 @@
 
 #define CLOCK_HZ 64000000u
 
+// MLPerf Tiny's energy mode (the build defines TG_UART_BAUD): the board is powered through the
+// energy monitor and talks to the benchmark's IO manager over a UART, never USB. The console is
+// then UART0 on the header's D1/TX (P1.03) and D0/RX (P1.10), the pins Arduino's core and mbed
+// use for Serial1, and USB stays off.
+#ifdef TG_UART_BAUD
+#define UART_CONSOLE 1
+#define UART_TX_PIN (32u + 3u)   // P1.03; PSEL takes the pin with the port in bit 5
+#define UART_RX_PIN (32u + 10u)  // P1.10
+#if TG_UART_BAUD == 9600
+#define UART_BAUD UART_BAUDRATE_BAUDRATE_Baud9600
+#elif TG_UART_BAUD == 115200
+#define UART_BAUD UART_BAUDRATE_BAUDRATE_Baud115200
+#else
+#error "the nrf52 port's UART console takes 9600 or 115200 baud"
+#endif
+#else
+#define UART_CONSOLE 0
+#endif
+
 // TinyUSB's nrf5x driver takes the USB power events from the application (dcd_nrf5x.c); the
 // values are nrfx_power's NRFX_POWER_USB_EVT_*.
 extern void tusb_hal_nrf_power_event(uint32_t event);
@@ -61,6 +80,20 @@ void board_init(void) {
   DWT->CYCCNT = 0;
   DWT->CTRL |= DWT_CTRL_CYCCNTENA_Msk;
 
+#if UART_CONSOLE
+  // The legacy UART (no EasyDMA): a byte at a time, as the console needs. TX idles high.
+  NRF_P1->OUTSET = 1u << (UART_TX_PIN - 32u);
+  NRF_P1->PIN_CNF[UART_TX_PIN - 32u] = GPIO_PIN_CNF_DIR_Output << GPIO_PIN_CNF_DIR_Pos;
+  NRF_UART0->PSEL.TXD = UART_TX_PIN;
+  NRF_UART0->PSEL.RXD = UART_RX_PIN;
+  NRF_UART0->BAUDRATE = UART_BAUD;
+  NRF_UART0->CONFIG = 0;  // 8N1, no flow control
+  NRF_UART0->ENABLE = UART_ENABLE_ENABLE_Enabled << UART_ENABLE_ENABLE_Pos;
+  NRF_UART0->EVENTS_RXDRDY = 0;
+  NRF_UART0->TASKS_STARTTX = 1;
+  NRF_UART0->TASKS_STARTRX = 1;
+  return;
+#endif
   const tusb_rhport_init_t device = {.role = TUSB_ROLE_DEVICE, .speed = TUSB_SPEED_AUTO};
   tusb_init(0, &device);
   NVIC_SetPriority(USBD_IRQn, 2);
@@ -94,6 +127,15 @@ void tud_cdc_line_state_cb(uint8_t itf, bool dtr, bool rts) {
 }
 
 void board_serial_write(const char* data, size_t n) {
+#if UART_CONSOLE
+  for (size_t i = 0; i < n; i++) {
+    NRF_UART0->EVENTS_TXDRDY = 0;
+    NRF_UART0->TXD = (uint8_t)data[i];
+    while (!NRF_UART0->EVENTS_TXDRDY) {
+    }
+  }
+  return;
+#endif
   while (n > 0) {
     tud_task();
     if (!tud_cdc_connected()) continue;  // the terminal went away: wait for it, as at boot
@@ -106,6 +148,12 @@ void board_serial_write(const char* data, size_t n) {
 }
 
 int board_serial_read(void) {
+#if UART_CONSOLE
+  while (!NRF_UART0->EVENTS_RXDRDY) {
+  }
+  NRF_UART0->EVENTS_RXDRDY = 0;
+  return (int)(NRF_UART0->RXD & 0xFFu);
+#endif
   for (;;) {
     tud_task();
     if (tud_cdc_available()) return tud_cdc_read_char();
@@ -123,6 +171,7 @@ uint64_t board_micros(void) { return (uint64_t)board_cycles() * 1000000u / CLOCK
 void board_exit(int code) {
   (void)code;
   for (;;) {
+    if (UART_CONSOLE) continue;  // every byte went out in board_serial_write
     tud_task();
     tud_cdc_write_flush();
   }

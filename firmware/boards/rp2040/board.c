@@ -24,6 +24,15 @@
 #include "pico/stdio_usb.h"
 #include "pico/time.h"
 
+// MLPerf Tiny's energy mode (the build defines TG_UART_BAUD): the DUT is powered through the
+// energy monitor and talks to the benchmark's IO manager over a UART, never USB; the console is
+// UART0 (GP0 TX, GP1 RX) at that rate.
+#ifdef TG_UART_BAUD
+#undef TG_CONSOLE_UART
+#define TG_CONSOLE_UART 1
+#undef TG_CONSOLE_BAUD
+#define TG_CONSOLE_BAUD TG_UART_BAUD
+#endif
 #ifndef TG_CONSOLE_BAUD
 #define TG_CONSOLE_BAUD 115200
 #endif

@@ -193,9 +193,13 @@ class PowerSession:
     """Reads a monitor in its own thread (a PPK2 streams 400 kB/s: a serial buffer read only between
     the firmware's lines would overflow) and turns samples into measured windows."""
 
-    def __init__(self, monitor: PowerMonitor, per_window: int = 1):
+    def __init__(self, monitor: PowerMonitor, per_window: int = 1, pair_edges: bool = True):
         self.monitor = monitor
         self.per_window = per_window
+        # False: the caller says which edges bound a window (pin_window), as MLPerf's runner does
+        # with the two timestamps around `infer`; poll() then pairs none of them
+        self.pair_edges = pair_edges
+        self._edge_log: list[tuple[int, float | None]] = []   # every edge: (sample index, energy in J before it)
         # None: not decided yet. A monitor that reads a pin, with no pin= named, uses it once edges
         # come in, and the serial laps if two laps' windows have gone by without one.
         self.use_pin = monitor.has_pin if monitor.pin_named or not monitor.has_pin else None
@@ -246,7 +250,9 @@ class PowerSession:
             self._energy.add(i * v / self.monitor.rate_hz)
             # the energy up to each edge now, while its samples are here: a pin window (MLPerf's
             # are 10 s or more) need not keep its samples until its end comes
-            self._edges.extend((e, self._energy.before(e)) for e in c.edges)
+            at = [(e, self._energy.before(e)) for e in c.edges]
+            self._edges.extend(at)
+            self._edge_log.extend(at)
             self._edges_seen = self._edges_seen or bool(c.edges)
             self.samples += len(i)
             # the capture began no later than (read time - samples so far / rate): keep the tightest
@@ -268,13 +274,7 @@ class PowerSession:
         """Stop once the samples up to now are in (`settle_s` more, for those still on their way;
         at most `drain_s` for a reader that fell behind a fast stream): the last inference's samples
         may still be coming when the firmware's last line is in."""
-        if self._thread is not None and self.error is None:
-            with self._lock:
-                due = self._host_to_sample(time.monotonic() + settle_s)
-            end = time.monotonic() + drain_s
-            time.sleep(settle_s)
-            while due is not None and self.samples < due and time.monotonic() < end and self.error is None:
-                time.sleep(0.02)
+        self.settle(settle_s, drain_s)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
@@ -283,7 +283,37 @@ class PowerSession:
         finally:
             self._new = self.poll(final=True)   # resolved now, still handed out by the next poll()
 
+    def settle(self, settle_s: float = 0.2, drain_s: float = 15.0) -> None:
+        """Wait until the samples made up to now (and `settle_s` more) are in, at most `drain_s`."""
+        if self._thread is None or self.error is not None:
+            return
+        with self._lock:
+            due = self._host_to_sample(time.monotonic() + settle_s)
+        end = time.monotonic() + drain_s
+        time.sleep(settle_s)
+        while due is not None and self.samples < due and time.monotonic() < end and self.error is None:
+            time.sleep(0.02)
+
     # -- windows ----------------------------------------------------------------------------
+    def edge_count(self) -> int:
+        """Timestamp-pin edges seen so far, every one since the start."""
+        with self._lock:
+            return len(self._edge_log)
+
+    def pin_window(self, first: int, inferences: int) -> Window | None:
+        """The window from edge `first` (counted from the start) to the next one, for `inferences`
+        inferences: MLPerf's energy mode, where the DUT pulses the pin before and after its timed
+        inferences and the runner integrates between the two. None until both edges are in."""
+        with self._lock:
+            if len(self._edge_log) < first + 2:
+                return None
+            (a, ea), (b, eb) = self._edge_log[first:first + 2]
+            if ea is None or eb is None or b <= a:
+                return None
+            w = Window(a, b, (eb - ea) * 1e6, inferences, "pin")
+            self._add(w)
+            return w
+
     def lap(self, arrival: float, us: int, seq: str | None, line_seconds: float) -> None:
         """A TG1 `inf` line arrived (host monotonic time): its inference ended before the line was
         sent, and lasted `us` by the firmware's clock."""
@@ -307,7 +337,9 @@ class PowerSession:
         with self._lock:
             if self.use_pin is None:
                 self._decide(final)
-            if self.use_pin:
+            if self.use_pin and not self.pair_edges:
+                self._edges.clear()
+            elif self.use_pin:
                 while len(self._edges) >= 2:
                     (a, ea), (b, eb) = self._edges[:2]
                     del self._edges[:2]

@@ -278,7 +278,6 @@ def test_energy_mode_pulses_the_micro_bits_timestamp_pin_in_qemu(tmp_path):
     booted in QEMU's microbit machine: QEMU's GPIO model traces the pin, which idles high and
     falls once per timestamp; the UART carries no m-lap-us."""
     import re
-    import socket
 
     from tinygen.boards import load_board
 
@@ -293,30 +292,10 @@ def test_energy_mode_pulses_the_micro_bits_timestamp_pin_in_qemu(tmp_path):
                     "-Wl,--gc-sections", "--specs=nano.specs", "-nostartfiles", tmp_path / "main.c",
                     port / "startup.c", port / "board.c", port / "timestamp_pin.c", fw / "common/mlperf_dut.c",
                     fw / "common/harness.c", fw / "common/syscalls.c", "-o", elf], check=True)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
     trace = tmp_path / "gpio.log"
-    qemu = subprocess.Popen(["qemu-system-arm", "-M", "microbit", "-display", "none", "-monitor", "none",
-                             "-semihosting", "-icount", "shift=0", "-trace", "nrf51_gpio_update_output_irq",
-                             "-D", str(trace), "-chardev",
-                             f"socket,id=uart0,fd={listener.fileno()},server=on,wait=on,nodelay=on",
-                             "-serial", "chardev:uart0", "-kernel", str(elf)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=[listener.fileno()])
-    try:
-        sock = socket.create_connection(listener.getsockname(), timeout=30)
-        listener.close()
+    from qemu_serial import mlperf_dut
 
-        class SockPort:
-            in_waiting = 0
-
-            def read(self, n):
-                return sock.recv(4096)
-
-            def write(self, data):
-                sock.sendall(data)
-
-        c = MlperfDut(SockPort(), timeout=30)
+    with mlperf_dut(elf, "microbit", ["-trace", "nrf51_gpio_update_output_irq", "-D", str(trace)], timeout=30) as c:
         assert c.sync() == "dut [tinygen]"
         c.load(bytes([1, 2, 3, 4]))
         lines = c.command("infer 2 0")
@@ -324,10 +303,6 @@ def test_energy_mode_pulses_the_micro_bits_timestamp_pin_in_qemu(tmp_path):
         assert not any(l.startswith("m-lap-us") for l in lines)
         c.command("timestamp")
         c.command("name")     # a round trip after the last pulse, so that it is in the trace
-        sock.close()
-    finally:
-        qemu.kill()
-        qemu.wait()
     levels = [int(m.group(1)) for m in
               re.finditer(rf"nrf51_gpio_update_output_irq line {pin} value (-?\d+)", trace.read_text())]
     # not driven at reset (QEMU's -1), high at init, then a low-high pulse at boot, two around

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
@@ -169,42 +168,17 @@ def test_mps2_energy_firmware_pulses_gpio0_bit_8_in_qemu(energy_build, tmp_path)
     unimplemented devices there, and `-d unimp` logs every store. The pin is set high and made an
     output at boot, pulsed once at boot (th_timestamp_initialize), twice around each `infer`'s
     inferences and once per `timestamp`; the UART carries no m-lap-us."""
-    from tinygen.device.mlperf import MlperfDut
-
     _, out = energy_build("mps2-an386")
     log = tmp_path / "unimp.log"
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    qemu = subprocess.Popen(["qemu-system-arm", "-M", "mps2-an386", "-display", "none", "-monitor", "none",
-                             "-semihosting", "-icount", "shift=0", "-d", "unimp", "-D", str(log), "-chardev",
-                             f"socket,id=uart0,fd={listener.fileno()},server=on,wait=on", "-serial", "chardev:uart0",
-                             "-kernel", str(out / "build" / "firmware.elf")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=[listener.fileno()])
-    try:
-        sock = socket.create_connection(listener.getsockname(), timeout=30)
-        listener.close()
+    from qemu_serial import mlperf_dut
 
-        class SockPort:
-            in_waiting = 0
-
-            def read(self, n):
-                return sock.recv(4096)
-
-            def write(self, data):
-                sock.sendall(data)
-
-        c = MlperfDut(SockPort(), timeout=60)
+    with mlperf_dut(out / "build" / "firmware.elf", "mps2-an386", ["-d", "unimp", "-D", str(log)], timeout=60) as c:
         assert c.sync() == "dut [tinygen]" and c.profile()["model"] == "kws01"
         c.load(bytes(490))
         lines = c.command("infer 3 1")
         assert "m-infer-done" in lines and not any(l.startswith("m-lap-us") for l in lines)
         assert c.command("timestamp") == []
         c.command("name")     # a round trip after the last pulse, so that it is in the log
-        sock.close()
-    finally:
-        qemu.kill()
-        qemu.wait()
     stores = [(int(o, 16), int(v, 16)) for o, v in
               re.findall(r"cmsdk-ahb-gpio: unimplemented device write \(size 4, offset (0x[0-9a-f]+), value (0x[0-9a-f]+)\)",
                          log.read_text())]

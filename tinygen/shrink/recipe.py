@@ -112,7 +112,7 @@ class ShrinkResult:
                 "out": str(self.out_dir) if self.out_dir else None, "files": self.files}
 
 
-def _accuracy(outputs: np.ndarray, labels: np.ndarray | None, teacher_top1: np.ndarray) -> float:
+def top1_score(outputs: np.ndarray, labels: np.ndarray | None, teacher_top1: np.ndarray) -> float:
     ref = labels if labels is not None else teacher_top1
     return float(np.mean(top1(outputs) == ref))
 
@@ -131,8 +131,8 @@ def evaluate(model, board: Board, val: Dataset, teacher_top1: np.ndarray, calibr
     report = check_fit(g, board, runtime=runtime, model_bytes=tflite if runtime == "aot" else None)
     int8_out = int8_predict(tflite, g, val.x)
     kind = "labels" if val.y is not None else "agreement with the original's top-1"
-    return Candidate(width, 0.0, quantization, _accuracy(float_out, val.y, teacher_top1),
-                     _accuracy(int8_out, val.y, teacher_top1), report.flash.total_bytes, report.sram.total_bytes,
+    return Candidate(width, 0.0, quantization, top1_score(float_out, val.y, teacher_top1),
+                     top1_score(int8_out, val.y, teacher_top1), report.flash.total_bytes, report.sram.total_bytes,
                      g.macs, g.params, report.fits, round(seconds, 2), kind), tflite
 
 

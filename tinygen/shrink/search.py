@@ -24,7 +24,7 @@ from ..model.graph import parse
 from ..tflm.interpreter import int8_predict
 from .cluster import INDEX_BITS, cluster_bits, granularities
 from .distill import distill
-from .recipe import Candidate, _accuracy, evaluate, keras_bytes, qat
+from .recipe import Candidate, evaluate, keras_bytes, qat, top1_score
 from .width import prune_filters, scale_width
 
 
@@ -212,7 +212,7 @@ def clustered_candidates(base: Candidate, tflite: bytes, board: Board, val: Data
                                model_bytes=stored if runtime == "aot" else None)
             out = int8_predict(cl.model, cl.graph, val.x)
             cand = Candidate(base.width, base.sparsity, base.quantization, base.accuracy_float,
-                             _accuracy(out, val.y, teacher_top1), report.flash.total_bytes, report.sram.total_bytes,
+                             top1_score(out, val.y, teacher_top1), report.flash.total_bytes, report.sram.total_bytes,
                              base.macs, base.params, report.fits, round(time.monotonic() - started, 2),
                              base.accuracy_kind, "lut", b, cl.granularity)
             found.append((cand, cl.model, cl.compressed.model if cl.compressed is not None else None))

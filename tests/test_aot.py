@@ -404,3 +404,40 @@ def test_a_board_without_a_port_still_gets_the_model_as_c(tmp_path, portless_boa
     assert any(s.endswith("tg_model.c") for s in sources) and not (out / "src").exists()
     subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16", "-std=c99",
                     "-O2", "-Wall", "-Werror", "-c", *sources], cwd=tmp_path, check=True)
+
+
+def test_the_one_multiply_output_stage_is_tflites_two_roundings():
+    """firmware/aot/tg_conv.c's requant_rounded (SMMULR(2 acc, m), then (y - [y < 0] + k) >> e with
+    k from lower.fast_rounding) against TFLite's MultiplyByQuantizedMultiplier plus the output
+    offset: every accumulator in [-2^22, 2^22), random ones up to the proven 2^30, and the ties of
+    the second rounding, for random multipliers, right shifts and offsets."""
+    from tinygen.aot.lower import fast_rounding
+
+    def tflite(acc, m, e, off):      # SaturatingRoundingDoublingHighMul, RoundingDivideByPOT
+        y = (acc * m + (1 << 30)) >> 31
+        mask = (1 << e) - 1
+        return (y >> e) + ((y & mask) > (mask >> 1) + (y < 0)) + off
+
+    def one_multiply(acc, m, e, k):
+        y = (2 * acc * m + (1 << 31)) >> 32     # SMMULR
+        return (y + (y >> 31) + k) >> e
+
+    rng = np.random.default_rng(17)
+    for _ in range(40):
+        m, e, off = int(rng.integers(1 << 30, 1 << 31)), int(rng.integers(1, 32)), int(rng.integers(-128, 128))
+        k = fast_rounding(np.zeros(1), np.zeros(1), [-e], off)
+        if k is None:       # out_offset * 2^e would not fit: the host keeps the 64-bit path
+            assert abs(off) << e >= 1 << 30
+            continue
+        ties = np.arange(-(1 << (30 - e)), 1 << (30 - e), max(1, (1 << (31 - e)) // 4096), dtype=np.int64)
+        ties = (ties << e) + (1 << (e - 1))                  # y exactly halfway between two outputs
+        near = (ties << 31) // m
+        accs = [np.arange(-(1 << 22), 1 << 22, dtype=np.int64),
+                rng.integers(-(1 << 30) + 1, 1 << 30, size=1 << 20, dtype=np.int64),
+                np.clip(np.concatenate([near + d for d in range(-2, 3)]), -(1 << 30) + 1, (1 << 30) - 1)]
+        for acc in accs:
+            assert np.array_equal(one_multiply(acc, m, e, int(k[0])), tflite(acc, m, e, off))
+    # and where it would not be exact, the host does not use it
+    assert fast_rounding(np.zeros(2), np.zeros(2), [-3, 0], 0) is None              # a shift of 0
+    assert fast_rounding(np.array([0, 1 << 30]), np.zeros(2), [-3, -3], 0) is None  # a sum of 2^30
+    assert fast_rounding(np.zeros(1), np.array([1 << 23]), [-3], 0) is None         # 128 * taps = 2^30

@@ -13,6 +13,9 @@
 #include "tg_dot.h"
 #include "tg_fixedpoint.h"
 #include "tg_kernels.h"
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+#include <arm_acle.h>  // __ssat
+#endif
 
 // The output stage, its constants copied out of the parameter block once per pixel: every
 // int8 store may alias the block, so reading p-> fields after one costs a reload.
@@ -20,11 +23,36 @@ typedef struct {
   const int32_t* multiplier;
   const int32_t* shift;
   int32_t out_offset, act_min, act_max;
+  const int32_t* rounding;  // the one-multiply stage's constants (tg_conv_params.rounding), or NULL
+  int32_t full_range;       // act_min, act_max = -128, 127: the clamp is a saturation to int8
 } output_stage;
 
 static inline output_stage output_stage_of(const tg_conv_params* p) {
-  output_stage o = {p->multiplier, p->shift, p->out_offset, p->act_min, p->act_max};
+  output_stage o = {p->multiplier, p->shift,  p->out_offset, p->act_min,
+                    p->act_max,    p->rounding, p->act_min == -128 && p->act_max == 127};
   return o;
+}
+
+// round(a * b / 2^32), halves up: SMMULR.
+static inline int32_t smmulr(int32_t a, int32_t b) {
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(TG_NO_ASM)
+  int32_t r;
+  __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+#else
+  return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+#endif
+}
+
+// TFLite's two roundings in 32-bit steps, exact where the host proved |acc| < 2^30 and e >= 1
+// for the layer (tinygen/aot/lower.py, fast_rounding): SMMULR(2 acc, m) = (acc m + 2^30) >> 31
+// is SaturatingRoundingDoublingHighMul(acc, m); then y / 2^e rounded half away from zero is
+// (y - [y < 0] + 2^(e-1)) >> e, and adding out_offset * 2^e before the shift adds out_offset after.
+// Such a layer's shift array holds e itself.
+static inline int32_t requant_rounded(const output_stage* o, int32_t acc, int32_t channel) {
+  int32_t y = smmulr(acc * 2, o->multiplier[channel]);
+  y += y >> 31;
+  return (y + o->rounding[channel]) >> o->shift[channel];
 }
 
 // Stack for a copied window: a border window (k_h * k_w * in_c bytes), two gathered windows
@@ -40,8 +68,17 @@ static inline output_stage output_stage_of(const tg_conv_params* p) {
 // tg_conv2d_add's run of output pixels (tinygen/aot/plan.py's CONV_ADD_BYTES).
 #define TG_CONV_ADD_BYTES 512
 
+// The 64-bit path, for the layers the host could not prove the one-multiply stage for (rare:
+// a multiplier above one half, or huge sums): out of line, so every loop carries the short one.
+static TG_NOINLINE int32_t requant_two_step(const output_stage* o, int32_t acc, int32_t channel) {
+  return tg_requant(acc, o->multiplier[channel], o->shift[channel]) + o->out_offset;
+}
+
 static inline int8_t requantize(const output_stage* o, int32_t acc, int32_t channel) {
-  acc = tg_requant(acc, o->multiplier[channel], o->shift[channel]) + o->out_offset;
+  acc = o->rounding ? requant_rounded(o, acc, channel) : requant_two_step(o, acc, channel);
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT && !defined(TG_NO_ASM)
+  if (o->full_range) return (int8_t)__ssat(acc, 8);  // one SSAT for two compares
+#endif
   return (int8_t)tg_clamp32(acc, o->act_min, o->act_max);
 }
 
@@ -59,8 +96,9 @@ static void interior(int32_t out, int32_t in, int32_t k, int32_t stride, int32_t
 // Every channel of one output pixel from a window whose rows are each k_w * in_c
 // consecutive bytes, row_step apart (no groups, no horizontal dilation): folded bias plus
 // dot products, two filters at a time.
-static void conv_window(const tg_conv_params* p, const output_stage* o, const int8_t* window, int32_t row_step,
+static void conv_window(const tg_conv_params* p, const output_stage* stage, const int8_t* window, int32_t row_step,
                         int8_t* out) {
+  const output_stage os = *stage, *const o = &os;  // a local: the int8 stores may alias *stage
   const int32_t filter_size = p->k_h * p->k_w * p->in_c;
   // rows that follow each other in memory (a gathered window) are one long dot product
   const int32_t rows = row_step == p->k_w * p->in_c ? 1 : p->k_h;
@@ -142,17 +180,26 @@ static void conv_border_pixel(const tg_conv_params* p, const int8_t* in, int32_t
     conv_window(p, &o, window, row_bytes, out);
     return;
   }
+  // The folded bias plus the taps outside the image times the zero point (what a copied window
+  // would hold there): the reference's bias plus sum(filter * (input + in_offset)) inside, with
+  // no bias array in flash.
+  const int32_t zero_point = -p->in_offset;
   if (p->in_c == p->filter_c && p->dilation_h == 1 && p->dilation_w == 1) {
     int32_t ky0, ky1, kx0, kx1;
     clip(y0, p->k_h, p->in_h, &ky0, &ky1);
     clip(x0, p->k_w, p->in_w, &kx0, &kx1);
     const int32_t filter_row = p->k_w * p->in_c, n = (kx1 - kx0) * p->in_c;
     for (int32_t oc = 0; oc < p->out_c; oc++) {
-      const int8_t* filter = p->filter + oc * p->k_h * filter_row + kx0 * p->in_c;
-      int32_t acc = p->bias ? p->bias[oc] : 0;
-      for (int32_t ky = ky0; ky < ky1; ky++) {
+      const int8_t* filter = p->filter + oc * p->k_h * filter_row;
+      int32_t acc = p->folded_bias[oc];
+      for (int32_t ky = 0; ky < p->k_h; ky++) {
         const int8_t* f = filter + ky * filter_row;
-        acc += tg_dot_s8(f, in + ((y0 + ky) * p->in_w + x0 + kx0) * p->in_c, n) + p->in_offset * sum_s8(f, n);
+        if (ky < ky0 || ky >= ky1) {
+          acc += zero_point * sum_s8(f, filter_row);
+          continue;
+        }
+        acc += tg_dot_s8(f + kx0 * p->in_c, in + ((y0 + ky) * p->in_w + x0 + kx0) * p->in_c, n) +
+               zero_point * (sum_s8(f, kx0 * p->in_c) + sum_s8(f + kx1 * p->in_c, (p->k_w - kx1) * p->in_c));
       }
       out[oc] = requantize(&o, acc, oc);
     }
@@ -163,16 +210,18 @@ static void conv_border_pixel(const tg_conv_params* p, const int8_t* in, int32_t
   for (int32_t oc = 0; oc < p->out_c; oc++) {
     const int32_t channel0 = (oc / filters_per_group) * p->filter_c;
     const int8_t* filter = p->filter + oc * p->k_h * filter_row;
-    int32_t acc = p->bias ? p->bias[oc] : 0;
+    int32_t acc = p->folded_bias[oc];
     for (int32_t ky = 0; ky < p->k_h; ky++) {
       const int32_t y = y0 + ky * p->dilation_h;
-      if (y < 0 || y >= p->in_h) continue;
       for (int32_t kx = 0; kx < p->k_w; kx++) {
         const int32_t x = x0 + kx * p->dilation_w;
-        if (x < 0 || x >= p->in_w) continue;
-        const int8_t* pixel = in + (y * p->in_w + x) * p->in_c + channel0;
         const int8_t* taps = filter + ky * filter_row + kx * p->filter_c;
-        for (int32_t ic = 0; ic < p->filter_c; ic++) acc += taps[ic] * (pixel[ic] + p->in_offset);
+        if (y < 0 || y >= p->in_h || x < 0 || x >= p->in_w) {
+          acc += zero_point * sum_s8(taps, p->filter_c);
+          continue;
+        }
+        const int8_t* pixel = in + (y * p->in_w + x) * p->in_c + channel0;
+        for (int32_t ic = 0; ic < p->filter_c; ic++) acc += taps[ic] * pixel[ic];
       }
     }
     out[oc] = requantize(&o, acc, oc);
@@ -421,9 +470,10 @@ void tg_conv2d_1x1(const tg_conv_params* p, const int8_t* in, int8_t* out) {
 // while four remain: each tap is one word of input and one of filter. `window` is the
 // pixel's first tap, tap_x and tap_y the steps to the next tap in a row and to the next row;
 // `filter` and `folded_bias` start at the window's first channel.
-static int32_t depthwise_blocks(const output_stage* o, const int8_t* window, int32_t tap_x, int32_t tap_y,
+static int32_t depthwise_blocks(const output_stage* stage, const int8_t* window, int32_t tap_x, int32_t tap_y,
                                 const int8_t* filter, int32_t filter_step, const int32_t* folded_bias,
                                 int32_t channels, int32_t k_h, int32_t k_w, int32_t channel0, int8_t* out) {
+  const output_stage os = *stage, *const o = &os;  // a local: the int8 stores may alias *stage
   int32_t c = 0;
   for (; c + 4 <= channels; c += 4) {
     int32_t acc[4] = {folded_bias[c], folded_bias[c + 1], folded_bias[c + 2], folded_bias[c + 3]};
@@ -511,14 +561,15 @@ static void depthwise_border_pixel(const tg_conv_params* p, const int8_t* in, in
   for (int32_t ic = c0; ic < p->in_c; ic++) {
     for (int32_t m = 0; m < p->depth_multiplier; m++) {
       const int32_t oc = ic * p->depth_multiplier + m;
-      int32_t acc = p->bias ? p->bias[oc] : 0;
+      // as conv_border_pixel: the folded bias, the zero point for the taps outside
+      int32_t acc = p->folded_bias[oc];
       for (int32_t ky = 0; ky < p->k_h; ky++) {
         const int32_t y = y0 + ky * p->dilation_h;
-        if (y < 0 || y >= p->in_h) continue;
         for (int32_t kx = 0; kx < p->k_w; kx++) {
           const int32_t x = x0 + kx * p->dilation_w;
-          if (x < 0 || x >= p->in_w) continue;
-          acc += p->filter[(ky * p->k_w + kx) * p->out_c + oc] * (in[(y * p->in_w + x) * p->in_c + ic] + p->in_offset);
+          const int32_t v = y < 0 || y >= p->in_h || x < 0 || x >= p->in_w ? -p->in_offset
+                                                                           : in[(y * p->in_w + x) * p->in_c + ic];
+          acc += p->filter[(ky * p->k_w + kx) * p->out_c + oc] * v;
         }
       }
       out[oc] = requantize(&o, acc, oc);

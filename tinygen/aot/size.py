@@ -60,7 +60,7 @@ CALLS = {
 # sizeof() of each parameter block on a 32-bit core: int32 fields and 4-byte pointers
 # (tg_mean_params' uint8 flags fill one word; tg_quantize_params has one 8-byte-aligned double).
 PARAM_BYTES = {
-    "tg_conv_params": 27 * 4, "tg_fully_connected_params": 15 * 4, "tg_pool_params": 13 * 4,
+    "tg_conv_params": 28 * 4, "tg_fully_connected_params": 15 * 4, "tg_pool_params": 13 * 4,
     "tg_mean_params": 10 * 4, "tg_binary_params": 23 * 4, "tg_softmax_params": 5 * 4,
     "tg_logistic_params": 5 * 4, "tg_quantize_params": 32, "tg_pad_params": 14 * 4, "tg_concat_params": 3 * 4,
 }

@@ -47,16 +47,24 @@ static inline int32_t smmulr(int32_t a, int32_t b) {
 // TFLite's two roundings in 32-bit steps, exact where the host proved |acc| < 2^30 and e >= 1
 // for the layer (tinygen/aot/lower.py, fast_rounding): SMMULR(2 acc, m) = (acc m + 2^30) >> 31
 // is SaturatingRoundingDoublingHighMul(acc, m); then y / 2^e rounded half away from zero is
-// (y - [y < 0] + 2^(e-1)) >> e, and adding out_offset * 2^e before the shift adds out_offset after.
-// Such a layer's shift array holds e itself.
+// (y - [y < 0] + 2^(e-1)) >> e, and adding out_offset * 2^e before the shift adds out_offset
+// after. The channel's word w holds that constant times 256 plus e: add w >> 8, shift by w's
+// low byte (what ASR by a register reads: one instruction each).
 static inline int32_t requant_rounded(const output_stage* o, int32_t acc, int32_t channel) {
+  const int32_t w = o->rounding[channel];
   int32_t y = smmulr(acc * 2, o->multiplier[channel]);
   y += y >> 31;
-  return (y + o->rounding[channel]) >> o->shift[channel];
+  y += w >> 8;
+#if defined(__thumb2__) && !defined(TG_NO_ASM)
+  __asm__("asr %0, %0, %1" : "+r"(y) : "r"(w));
+  return y;
+#else
+  return y >> (w & 0xFF);
+#endif
 }
 
 // Stack for a copied window: a border window (k_h * k_w * in_c bytes), two gathered windows
-// of a short-row convolution, or a slice of channels of a depthwise border window.
+// of a short-row convolution, or the zero point for a depthwise border window's outside taps.
 #ifndef TG_CONV_SCRATCH_BYTES
 #define TG_CONV_SCRATCH_BYTES 576
 #endif
@@ -437,14 +445,20 @@ void tg_conv2d_add(const tg_conv_params* p, const tg_binary_params* add, const i
 // of a MobileNet's or a DS-CNN's work): the input is a matrix of pixels by channels, so pixels go
 // in pairs across image rows too (no single pixel at the end of each odd row), each pair two
 // filters by two pixels per pass of the dot product, and nothing is checked per pixel.
-void tg_conv2d_1x1(const tg_conv_params* p, const int8_t* in, int8_t* out) {
+// Backwards: the last pair first, pairs (n-2, n-1), (n-4, n-3), ..., pixel 0 alone if n is odd.
+static TG_NOINLINE void conv1x1(const tg_conv_params* p, const int8_t* in, int8_t* out, int backwards) {
   const output_stage o = output_stage_of(p);
   // locals, not p->: the int8 stores may alias the parameter block
   const int32_t in_c = p->in_c, out_c = p->out_c;
   const int8_t* const filter = p->filter;
   const int32_t* const bias = p->folded_bias;
   int32_t pixels = p->out_h * p->out_w;
-  for (; pixels >= 2; pixels -= 2, in += 2 * in_c, out += 2 * out_c) {
+  const int32_t in_step = backwards ? -2 * in_c : 2 * in_c, out_step = backwards ? -2 * out_c : 2 * out_c;
+  if (backwards) {
+    in += (pixels - 2) * in_c;
+    out += (pixels - 2) * out_c;
+  }
+  for (; pixels >= 2; pixels -= 2, in += in_step, out += out_step) {
     int8_t* out1 = out + out_c;
     const int8_t* f = filter;
     int32_t oc = 0;
@@ -463,41 +477,46 @@ void tg_conv2d_1x1(const tg_conv_params* p, const int8_t* in, int8_t* out) {
       out1[oc] = requantize(&o, acc1, oc);
     }
   }
-  if (pixels) conv_window(p, &o, in, in_c, out);
+  if (pixels && backwards) conv_window(p, &o, in + in_c, in_c, out + out_c);   // pixel 0
+  else if (pixels) conv_window(p, &o, in, in_c, out);
 }
 
-// Channels [0, channels) of one depthwise output pixel (depth multiplier 1), four at a time
-// while four remain: each tap is one word of input and one of filter. `window` is the
-// pixel's first tap, tap_x and tap_y the steps to the next tap in a row and to the next row;
-// `filter` and `folded_bias` start at the window's first channel.
+void tg_conv2d_1x1(const tg_conv_params* p, const int8_t* in, int8_t* out) { conv1x1(p, in, out, 0); }
+
+// The same pairs, last first: the output may start above its input and widen over it.
+void tg_conv2d_1x1_backwards(const tg_conv_params* p, const int8_t* in, int8_t* out) { conv1x1(p, in, out, 1); }
+
+// Channels [0, channels) of one depthwise output pixel with a 3x3 filter (depth multiplier 1),
+// four at a time while four remain: each tap is one word of input and one of filter. `window` is
+// the pixel's first tap, tap_x and tap_y the steps to the next tap in a row and to the next row.
 static int32_t depthwise_blocks(const output_stage* stage, const int8_t* window, int32_t tap_x, int32_t tap_y,
                                 const int8_t* filter, int32_t filter_step, const int32_t* folded_bias,
-                                int32_t channels, int32_t k_h, int32_t k_w, int32_t channel0, int8_t* out) {
+                                int32_t channels, int8_t* out) {
   const output_stage os = *stage, *const o = &os;  // a local: the int8 stores may alias *stage
   int32_t c = 0;
   for (; c + 4 <= channels; c += 4) {
     int32_t acc[4] = {folded_bias[c], folded_bias[c + 1], folded_bias[c + 2], folded_bias[c + 3]};
     const int8_t* taps = filter + c;
     const int8_t* row = window + c;
-    if (k_h == 3 && k_w == 3) {  // MobileNet's and DS-CNN's case, unrolled
-      for (int32_t ky = 0; ky < 3; ky++, row += tap_y, taps += 3 * filter_step) {
-        tg_mac4_s8(row, taps, acc);
-        tg_mac4_s8(row + tap_x, taps + filter_step, acc);
-        tg_mac4_s8(row + 2 * tap_x, taps + 2 * filter_step, acc);
-      }
-    } else {
-      for (int32_t ky = 0; ky < k_h; ky++, row += tap_y) {
-        const int8_t* x = row;
-        for (int32_t kx = 0; kx < k_w; kx++, x += tap_x, taps += filter_step) tg_mac4_s8(x, taps, acc);
-      }
+    for (int32_t ky = 0; ky < 3; ky++, row += tap_y, taps += 3 * filter_step) {
+      tg_mac4_s8(row, taps, acc);
+      tg_mac4_s8(row + tap_x, taps + filter_step, acc);
+      tg_mac4_s8(row + 2 * tap_x, taps + 2 * filter_step, acc);
     }
-    out[c] = requantize(o, acc[0], channel0 + c);
-    out[c + 1] = requantize(o, acc[1], channel0 + c + 1);
-    out[c + 2] = requantize(o, acc[2], channel0 + c + 2);
-    out[c + 3] = requantize(o, acc[3], channel0 + c + 3);
+    out[c] = requantize(o, acc[0], c);
+    out[c + 1] = requantize(o, acc[1], c + 1);
+    out[c + 2] = requantize(o, acc[2], c + 2);
+    out[c + 3] = requantize(o, acc[3], c + 3);
   }
   return c;
 }
+
+static void depthwise_taps(const output_stage* stage, const int8_t* const* tap, int32_t taps, const int8_t* filter,
+                           int32_t filter_step, const int32_t* folded_bias, int32_t channels, int32_t channel0,
+                           int8_t* out);
+
+// Taps a depthwise window may have for depthwise_taps (7 x 7).
+#define TG_DW_MAX_TAPS 49
 
 // One output pixel of a depthwise convolution, window inside the image.
 static void depthwise_inside_pixel(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* out) {
@@ -505,10 +524,15 @@ static void depthwise_inside_pixel(const tg_conv_params* p, const int8_t* in, in
   const int32_t tap_x = p->dilation_w * p->in_c, tap_y = p->dilation_h * p->in_w * p->in_c;
   const int8_t* window = in + (y0 * p->in_w + x0) * p->in_c;
   int32_t c = 0;
-  if (p->depth_multiplier == 1) {
-    // locals, not p->: the int8 stores may alias the parameter block
-    c = depthwise_blocks(&o, window, tap_x, tap_y, p->filter, p->out_c, p->folded_bias, p->in_c, p->k_h, p->k_w, 0,
-                         out);
+  if (p->depth_multiplier == 1 && p->k_h == 3 && p->k_w == 3) {  // MobileNet's and DS-CNN's case, unrolled
+    c = depthwise_blocks(&o, window, tap_x, tap_y, p->filter, p->out_c, p->folded_bias, p->in_c, out);
+  } else if (p->depth_multiplier == 1 && p->k_h * p->k_w <= TG_DW_MAX_TAPS) {
+    const int8_t* tap[TG_DW_MAX_TAPS];
+    for (int32_t ky = 0, t = 0; ky < p->k_h; ky++) {
+      for (int32_t kx = 0; kx < p->k_w; kx++, t++) tap[t] = window + ky * tap_y + kx * tap_x;
+    }
+    depthwise_taps(&o, tap, p->k_h * p->k_w, p->filter, p->out_c, p->folded_bias, p->in_c, 0, out);
+    return;
   }
   for (int32_t ic = c; ic < p->in_c; ic++) {
     for (int32_t m = 0; m < p->depth_multiplier; m++) {
@@ -525,40 +549,55 @@ static void depthwise_inside_pixel(const tg_conv_params* p, const int8_t* in, in
   }
 }
 
+// Channels [0, channels) of one depthwise output pixel (depth multiplier 1) from a pointer per
+// tap to the tap's first channel: an input pixel, or a run of the input's zero point for a tap
+// outside the image (each adds filter * (zero_point + in_offset) = 0, so the folded bias holds).
+static void depthwise_taps(const output_stage* stage, const int8_t* const* tap, int32_t taps, const int8_t* filter,
+                           int32_t filter_step, const int32_t* folded_bias, int32_t channels, int32_t channel0,
+                           int8_t* out) {
+  const output_stage os = *stage, *const o = &os;  // a local: the int8 stores may alias *stage
+  int32_t c = 0;
+  for (; c + 4 <= channels; c += 4) {
+    int32_t acc[4] = {folded_bias[c], folded_bias[c + 1], folded_bias[c + 2], folded_bias[c + 3]};
+    const int8_t* f = filter + c;
+    for (int32_t t = 0; t < taps; t++, f += filter_step) tg_mac4_s8(tap[t] + c, f, acc);
+    out[c] = requantize(o, acc[0], channel0 + c);
+    out[c + 1] = requantize(o, acc[1], channel0 + c + 1);
+    out[c + 2] = requantize(o, acc[2], channel0 + c + 2);
+    out[c + 3] = requantize(o, acc[3], channel0 + c + 3);
+  }
+  for (; c < channels; c++) {
+    int32_t acc = folded_bias[c];
+    const int8_t* f = filter + c;
+    for (int32_t t = 0; t < taps; t++, f += filter_step) acc += *f * tap[t][c];
+    out[c] = requantize(o, acc, channel0 + c);
+  }
+}
+
 // One output pixel of a depthwise convolution whose window overhangs the border. With depth
-// multiplier 1: the window is gathered a slice of channels at a time into a stack buffer,
-// the taps outside the image set to the input's zero point (each adds filter * (zero_point +
-// in_offset) = 0), so the folded bias and the inside kernel apply. Channels left over (or
-// every channel, with a depth multiplier) take the reference's sum over the taps inside.
-static void depthwise_border_pixel(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* out) {
+// multiplier 1: each tap outside the image points at `zeros` (the input's zero point, `slice`
+// bytes of it), a slice of channels at a time. With a depth multiplier, the reference's sum,
+// from the folded bias with the zero point for the taps outside.
+static void depthwise_border_pixel(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* out,
+                                   const int8_t* zeros, int32_t slice) {
   const output_stage o = output_stage_of(p);
   const int32_t taps = p->k_h * p->k_w;
-  int32_t c0 = 0;
-  const int32_t slice = (TG_CONV_SCRATCH_BYTES / taps) & ~3;
-  if (p->depth_multiplier == 1 && slice >= 4) {
-    int8_t window[TG_CONV_SCRATCH_BYTES];
-    const int8_t zero_point = (int8_t)-p->in_offset;
-    const int32_t whole = p->in_c & ~3;
-    while (c0 < whole) {
-      const int32_t n = whole - c0 < slice ? whole - c0 : slice;
-      int8_t* dst = window;
-      for (int32_t ky = 0; ky < p->k_h; ky++) {
+  if (p->depth_multiplier == 1 && taps <= TG_DW_MAX_TAPS) {
+    const int8_t* tap[TG_DW_MAX_TAPS];
+    for (int32_t c0 = 0; c0 < p->in_c; c0 += slice) {
+      const int32_t n = p->in_c - c0 < slice ? p->in_c - c0 : slice;
+      for (int32_t ky = 0, t = 0; ky < p->k_h; ky++) {
         const int32_t y = y0 + ky * p->dilation_h;
-        for (int32_t kx = 0; kx < p->k_w; kx++, dst += n) {
+        for (int32_t kx = 0; kx < p->k_w; kx++, t++) {
           const int32_t x = x0 + kx * p->dilation_w;
-          if (y < 0 || y >= p->in_h || x < 0 || x >= p->in_w) {
-            memset(dst, zero_point, (size_t)n);
-          } else {
-            memcpy(dst, in + (y * p->in_w + x) * p->in_c + c0, (size_t)n);
-          }
+          tap[t] = y < 0 || y >= p->in_h || x < 0 || x >= p->in_w ? zeros : in + (y * p->in_w + x) * p->in_c + c0;
         }
       }
-      depthwise_blocks(&o, window, n, p->k_w * n, p->filter + c0, p->out_c, p->folded_bias + c0, n, p->k_h, p->k_w,
-                       c0, out + c0);
-      c0 += n;
+      depthwise_taps(&o, tap, taps, p->filter + c0, p->out_c, p->folded_bias + c0, n, c0, out + c0);
     }
+    return;
   }
-  for (int32_t ic = c0; ic < p->in_c; ic++) {
+  for (int32_t ic = 0; ic < p->in_c; ic++) {
     for (int32_t m = 0; m < p->depth_multiplier; m++) {
       const int32_t oc = ic * p->depth_multiplier + m;
       // as conv_border_pixel: the folded bias, the zero point for the taps outside
@@ -582,6 +621,10 @@ static void depthwise_border_pixel(const tg_conv_params* p, const int8_t* in, in
 static TG_NOINLINE void depthwise(const tg_conv_params* p, const int8_t* in, int8_t* out, int backwards) {
   const inside_box b = inside_of(p);
   const int32_t step = backwards ? -p->out_c : p->out_c;
+  // the zero point, for the border windows' taps outside the image: a slice of channels at a time
+  int8_t zeros[TG_CONV_SCRATCH_BYTES];
+  const int32_t slice = p->in_c < TG_CONV_SCRATCH_BYTES ? p->in_c : TG_CONV_SCRATCH_BYTES;
+  memset(zeros, (int8_t)-p->in_offset, (size_t)slice);
   if (backwards) out += (p->out_h * p->out_w - 1) * p->out_c;
   for (int32_t r = 0; r < p->out_h; r++) {
     const int32_t oy = backwards ? p->out_h - 1 - r : r;
@@ -593,7 +636,7 @@ static TG_NOINLINE void depthwise(const tg_conv_params* p, const int8_t* in, int
       if (row_inside && ox >= b.x_lo && ox < b.x_hi) {
         depthwise_inside_pixel(p, in, y0, x0, out);
       } else {
-        depthwise_border_pixel(p, in, y0, x0, out);
+        depthwise_border_pixel(p, in, y0, x0, out, zeros, slice);
       }
     }
   }

@@ -32,9 +32,10 @@ typedef struct {
   // whole window is inside the image, acc = folded_bias + sum(filter * input) is the same
   // integer as the reference's sum(filter * (input + in_offset)) + bias, for less work.
   const int32_t* folded_bias;
-  // Where the host proved it exact for every channel (right shifts only, |acc| < 2^30 from the
-  // weights, the folded bias and int8 inputs): 2^(e-1) + out_offset * 2^e per channel, e = -shift,
-  // and the output stage rounds with one 32-bit multiply; NULL: TFLite's 64-bit two-step path.
+  // Where the host proved it exact for every channel (right shifts e = -shift >= 1, |acc| < 2^30
+  // from the weights, the folded bias and int8 inputs): (2^(e-1) + out_offset * 2^e) * 256 + e per
+  // channel, the output stage rounds with one 32-bit multiply, and shift is NULL; NULL otherwise:
+  // TFLite's 64-bit two-step path.
   const int32_t* rounding;
 } tg_conv_params;
 
@@ -44,6 +45,7 @@ void tg_depthwise_conv2d(const tg_conv_params* p, const int8_t* in, int8_t* out)
 // The same, last output pixel first: the output may overlap its input from above.
 void tg_conv2d_backwards(const tg_conv_params* p, const int8_t* in, int8_t* out);
 void tg_depthwise_conv2d_backwards(const tg_conv_params* p, const int8_t* in, int8_t* out);
+void tg_conv2d_1x1_backwards(const tg_conv_params* p, const int8_t* in, int8_t* out);
 
 // FULLY_CONNECTED: out[b][o] = sum_i (w[o][i] + filter_offset) * (in[b][i] + in_offset) + bias[o], requantized.
 typedef struct {

@@ -320,9 +320,8 @@ class _Lowering:
         true_folded = (self.const(b).astype(np.int64).reshape(-1) if b >= 0 else 0) - zp_in * tap_sums
         rounding = fast_rounding(true_folded, abs_sums, dict((n, v) for n, _, v in arrays)[f"{k}_shift"], zp_out)
         if rounding is not None:
-            # the one-multiply stage reads the right shift e = -shift from the shift array
-            arrays = [(n, t, -v if n == f"{k}_shift" else v) for n, t, v in arrays]
-            arrays.append((f"{k}_rounding", "int32_t", rounding))
+            # the one-multiply stage's word holds the shift too: no shift array in flash
+            arrays = [a for a in arrays if a[0] != f"{k}_shift"] + [(f"{k}_rounding", "int32_t", rounding)]
         # the kernels start every sum from the folded bias, the border's too: no bias array in flash
         arrays = [a for a in arrays if a[0] != f"{k}_bias"]
         params = dict(in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw,
@@ -334,7 +333,7 @@ class _Lowering:
                       filter=f"{k}_filter", bias="NULL",
                       multiplier=f"{k}_multiplier", shift=f"{k}_shift", folded_bias=f"{k}_folded_bias")
         if rounding is not None:
-            params["rounding"] = f"{k}_rounding"
+            params["rounding"], params["shift"] = f"{k}_rounding", "NULL"
         if depthwise and oc != ic * params["depth_multiplier"]:
             params["depth_multiplier"] = oc // ic     # older converters leave the option at 1
         comment = (f"{ih}x{iw}x{ic} -> {oh}x{ow}x{oc}, {kh}x{kw} filter, stride {sy}x{sx}, "
@@ -594,21 +593,23 @@ class _Lowering:
 
 
 def fast_rounding(folded_bias: np.ndarray, abs_tap_sums: np.ndarray, shifts, out_offset: int) -> np.ndarray | None:
-    """Per output channel 2^(e-1) + out_offset * 2^e (e = -shift), the constants of the
-    convolution kernels' one-multiply output stage (firmware/aot/tg_conv.c, requant_rounded),
-    where that stage is provably TFLite's two roundings for every accumulator the layer can
-    make: |acc| <= |folded bias| + 128 * sum |taps| (inputs are int8; taps over the border add
-    the zero point, an int8 too) below 2^30, so that 2 * acc fits SMMULR; every shift a right
-    shift (e >= 1); and no sum on the way overflowing int32. None where any channel fails."""
+    """Per output channel (2^(e-1) + out_offset * 2^e) * 256 + e (e = -shift): the one word of
+    constants of the convolution kernels' one-multiply output stage (firmware/aot/tg_conv.c,
+    requant_rounded), which adds the word >> 8 and shifts right by its low byte. Given where
+    that stage is provably TFLite's two roundings for every accumulator the layer can make:
+    |acc| <= |folded bias| + 128 * sum |taps| (inputs are int8; taps over the border add the
+    zero point, an int8 too) below 2^30, so that 2 * acc fits SMMULR; every shift a right shift
+    (e >= 1); the word (so e <= 16 or so) and every sum on the way inside int32. None where any
+    channel fails."""
     e = -np.asarray(shifts, np.int64)
     bound = np.abs(np.asarray(folded_bias, np.int64)) + 128 * np.asarray(abs_tap_sums, np.int64)
     if len(e) == 0 or (e < 1).any() or (e > 31).any() or (bound >= 1 << 30).any():
         return None
     k = (np.int64(1) << (e - 1)) + np.int64(out_offset) * (np.int64(1) << e)
     # y = SMMULR(2 acc, m) has |y| <= |acc| + 1; then y - 1 + k must stay inside int32
-    if (bound + 2 + np.abs(k) >= 1 << 31).any():
+    if (np.abs(k) >= 1 << 23).any() or (bound + 2 + np.abs(k) >= 1 << 31).any():
         return None
-    return k
+    return k * 256 + e
 
 
 def _wrap32(values: np.ndarray) -> np.ndarray:

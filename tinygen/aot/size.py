@@ -38,6 +38,7 @@ CALLS = {
     "tg_conv2d": ("tg_conv.c", "tg_conv2d((const tg_conv_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_conv2d_1x1": ("tg_conv.c", "tg_conv2d_1x1((const tg_conv_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_depthwise_conv2d": ("tg_conv.c", "tg_depthwise_conv2d((const tg_conv_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
+    "tg_conv2d_1x1_backwards": ("tg_conv.c", "tg_conv2d_1x1_backwards((const tg_conv_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_conv2d_backwards": ("tg_conv.c", "tg_conv2d_backwards((const tg_conv_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_depthwise_conv2d_backwards": ("tg_conv.c", "tg_depthwise_conv2d_backwards((const tg_conv_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_conv2d_add": ("tg_conv.c", "tg_conv2d_add((const tg_conv_params*)sink, (const tg_binary_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),

@@ -157,19 +157,23 @@ static inline int32_t sum_s8(const int8_t* a, int32_t n) {
 // outside the image set to the input's zero point: each adds filter * (zero_point + in_offset)
 // = 0 to the sum, so the folded bias applies as inside. No groups, no horizontal dilation.
 static void copy_window(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* window) {
-  const int32_t row_bytes = p->k_w * p->in_c;
+  const int32_t in_c = p->in_c, row_bytes = p->k_w * in_c;
   const int8_t zero_point = (int8_t)-p->in_offset;
+  // each row in at most three runs (zero point, pixels, zero point), not a copy per tap: with
+  // one input channel a tap is one byte
+  int32_t kx0, kx1;
+  clip(x0, p->k_w, p->in_w, &kx0, &kx1);
+  if (kx1 < kx0) kx1 = kx0;
   for (int32_t ky = 0; ky < p->k_h; ky++) {
     const int32_t y = y0 + ky * p->dilation_h;
     int8_t* row = window + ky * row_bytes;
-    for (int32_t kx = 0; kx < p->k_w; kx++) {
-      const int32_t x = x0 + kx;
-      if (y < 0 || y >= p->in_h || x < 0 || x >= p->in_w) {
-        memset(row + kx * p->in_c, zero_point, (size_t)p->in_c);
-      } else {
-        memcpy(row + kx * p->in_c, in + (y * p->in_w + x) * p->in_c, (size_t)p->in_c);
-      }
+    if (y < 0 || y >= p->in_h || kx0 == kx1) {
+      memset(row, zero_point, (size_t)row_bytes);
+      continue;
     }
+    memset(row, zero_point, (size_t)(kx0 * in_c));
+    memcpy(row + kx0 * in_c, in + (y * p->in_w + x0 + kx0) * in_c, (size_t)((kx1 - kx0) * in_c));
+    memset(row + kx1 * in_c, zero_point, (size_t)((p->k_w - kx1) * in_c));
   }
 }
 

@@ -52,7 +52,7 @@ static inline int32_t smmulr(int32_t a, int32_t b) {
 // low byte (what ASR by a register reads: one instruction each).
 static inline int32_t requant_rounded(const output_stage* o, int32_t acc, int32_t channel) {
   const int32_t w = o->rounding[channel];
-  int32_t y = smmulr(acc * 2, o->multiplier[channel]);
+  int32_t y = smmulr((int32_t)((uint32_t)acc << 1), o->multiplier[channel]);  // wraps only where m is 0
   y += y >> 31;
   y += w >> 8;
 #if defined(__thumb2__) && !defined(TG_NO_ASM)

@@ -318,7 +318,22 @@ class _Lowering:
         abs_sums = (np.abs(filt.astype(np.int64)).reshape(-1, oc).sum(axis=0) if depthwise
                     else np.abs(filt.astype(np.int64)).reshape(oc, -1).sum(axis=1))
         true_folded = (self.const(b).astype(np.int64).reshape(-1) if b >= 0 else 0) - zp_in * tap_sums
-        rounding = fast_rounding(true_folded, abs_sums, dict((n, v) for n, _, v in arrays)[f"{k}_shift"], zp_out)
+        named = {n: v for n, _, v in arrays}
+        mult, shift = named[f"{k}_multiplier"].copy(), named[f"{k}_shift"]
+        # a dead channel (all-zero taps, often with a bias of +-2^30) sums to its bias whatever the
+        # input: its output is a constant, worked out here with TFLite's formula, which the stage
+        # returns with multiplier 0 and the word (1 + 2 * output) * 256 + 1
+        dead = abs_sums == 0
+        constant = {}
+        for c in np.flatnonzero(dead):
+            v = _mbqm(int(np.asarray(true_folded).reshape(-1)[c] if np.ndim(true_folded) else true_folded), int(mult[c]),
+                      int(shift[c])) + zp_out
+            constant[c] = max(-256, min(256, v))    # the clamp to int8 comes after: the same byte
+        rounding = fast_rounding(np.where(dead, 0, true_folded), abs_sums, np.where(dead, -1, shift), zp_out)
+        if rounding is not None and constant:
+            for c, v in constant.items():
+                mult[c], rounding[c] = 0, (1 + 2 * v) * 256 + 1
+            arrays = [(n, t, mult if n == f"{k}_multiplier" else v) for n, t, v in arrays]
         if rounding is not None:
             # the one-multiply stage's word holds the shift too: no shift array in flash
             arrays = [a for a in arrays if a[0] != f"{k}_shift"] + [(f"{k}_rounding", "int32_t", rounding)]
@@ -610,6 +625,15 @@ def fast_rounding(folded_bias: np.ndarray, abs_tap_sums: np.ndarray, shifts, out
     if (np.abs(k) >= 1 << 23).any() or (bound + 2 + np.abs(k) >= 1 << 31).any():
         return None
     return k * 256 + e
+
+
+def _mbqm(x: int, m: int, shift: int) -> int:
+    """TFLite's MultiplyByQuantizedMultiplier (double rounding), on the host."""
+    left, right = max(shift, 0), max(-shift, 0)
+    x = ((x << left) + (1 << 31)) % (1 << 32) - (1 << 31)
+    y = (2**31 - 1) if x == m == -(1 << 31) else (x * m + (1 << 30)) >> 31
+    mask = (1 << right) - 1
+    return (y >> right) + ((y & mask) > (mask >> 1) + (y < 0))
 
 
 def _wrap32(values: np.ndarray) -> np.ndarray:

@@ -348,9 +348,10 @@ def test_qemu_runs_the_kernels_chosen_per_layer(tmp_path):
     assert j["vectors"] == 10 and j["mismatches"] == 0
     source = (tmp_path / "fw" / "aot" / "tg_model.c").read_text()
     assert "one input channel: run as a convolution of its filters" in source
-    # the pointwise layer pairs pixels across rows where it runs forwards (the planner may run it
-    # backwards over its input instead, with the general kernel); the comment says which
-    assert ("pointwise: pixels paired across rows" in source) == ("tg_conv2d_1x1(" in source)
+    # the pointwise layer pairs pixels across rows, forwards or (where the planner runs it over its
+    # input from above) backwards; the comment says so
+    assert "pointwise: pixels paired across rows" in source
+    assert "tg_conv2d_1x1(" in source or "tg_conv2d_1x1_backwards(" in source
 
 
 @needs("arm-none-eabi-gcc")
@@ -404,3 +405,42 @@ def test_a_board_without_a_port_still_gets_the_model_as_c(tmp_path, portless_boa
     assert any(s.endswith("tg_model.c") for s in sources) and not (out / "src").exists()
     subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16", "-std=c99",
                     "-O2", "-Wall", "-Werror", "-c", *sources], cwd=tmp_path, check=True)
+
+
+def test_the_one_multiply_output_stage_is_tflites_two_roundings():
+    """firmware/aot/tg_conv.c's requant_rounded (SMMULR(2 acc, m), then (y - [y < 0] + w >> 8) >> e,
+    e the low byte of the word w from lower.fast_rounding) against TFLite's MultiplyByQuantizedMultiplier plus the output
+    offset: every accumulator in [-2^22, 2^22), random ones up to the proven 2^30, and the ties of
+    the second rounding, for random multipliers, right shifts and offsets."""
+    from tinygen.aot.lower import fast_rounding
+
+    def tflite(acc, m, e, off):      # SaturatingRoundingDoublingHighMul, RoundingDivideByPOT
+        y = (acc * m + (1 << 30)) >> 31
+        mask = (1 << e) - 1
+        return (y >> e) + ((y & mask) > (mask >> 1) + (y < 0)) + off
+
+    def one_multiply(acc, m, w):
+        y = (2 * acc * m + (1 << 31)) >> 32     # SMMULR
+        return (y + (y >> 31) + (w >> 8)) >> (w & 0xFF)
+
+    rng = np.random.default_rng(17)
+    for _ in range(40):
+        m, e, off = int(rng.integers(1 << 30, 1 << 31)), int(rng.integers(1, 18)), int(rng.integers(-128, 128))
+        w = fast_rounding(np.zeros(1), np.zeros(1), [-e], off)
+        if w is None:       # out_offset * 2^e would not fit: the host keeps the 64-bit path
+            assert abs(off) << e >= 1 << 22
+            continue
+        assert int(w[0]) & 0xFF == e and -(1 << 31) <= int(w[0]) < 1 << 31
+        ties = np.arange(-(1 << (30 - e)), 1 << (30 - e), max(1, (1 << (31 - e)) // 4096), dtype=np.int64)
+        ties = (ties << e) + (1 << (e - 1))                  # y exactly halfway between two outputs
+        near = (ties << 31) // m
+        accs = [np.arange(-(1 << 22), 1 << 22, dtype=np.int64),
+                rng.integers(-(1 << 30) + 1, 1 << 30, size=1 << 20, dtype=np.int64),
+                np.clip(np.concatenate([near + d for d in range(-2, 3)]), -(1 << 30) + 1, (1 << 30) - 1)]
+        for acc in accs:
+            assert np.array_equal(one_multiply(acc, m, int(w[0])), tflite(acc, m, e, off))
+    # and where it would not be exact, the host does not use it
+    assert fast_rounding(np.zeros(2), np.zeros(2), [-5, 0], 0) is None              # a shift of 0
+    assert fast_rounding(np.zeros(1), np.zeros(1), [-20], 100) is None              # the word would not fit
+    assert fast_rounding(np.array([0, 1 << 30]), np.zeros(2), [-5, -5], 0) is None  # a sum of 2^30
+    assert fast_rounding(np.zeros(1), np.array([1 << 23]), [-5], 0) is None         # 128 * taps = 2^30

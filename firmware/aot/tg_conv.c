@@ -13,6 +13,9 @@
 #include "tg_dot.h"
 #include "tg_fixedpoint.h"
 #include "tg_kernels.h"
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+#include <arm_acle.h>  // __ssat
+#endif
 
 // The output stage, its constants copied out of the parameter block once per pixel: every
 // int8 store may alias the block, so reading p-> fields after one costs a reload.
@@ -20,15 +23,48 @@ typedef struct {
   const int32_t* multiplier;
   const int32_t* shift;
   int32_t out_offset, act_min, act_max;
+  const int32_t* rounding;  // the one-multiply stage's constants (tg_conv_params.rounding), or NULL
+  int32_t full_range;       // act_min, act_max = -128, 127: the clamp is a saturation to int8
 } output_stage;
 
 static inline output_stage output_stage_of(const tg_conv_params* p) {
-  output_stage o = {p->multiplier, p->shift, p->out_offset, p->act_min, p->act_max};
+  output_stage o = {p->multiplier, p->shift,  p->out_offset, p->act_min,
+                    p->act_max,    p->rounding, p->act_min == -128 && p->act_max == 127};
   return o;
 }
 
+// round(a * b / 2^32), halves up: SMMULR.
+static inline int32_t smmulr(int32_t a, int32_t b) {
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(TG_NO_ASM)
+  int32_t r;
+  __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+#else
+  return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+#endif
+}
+
+// TFLite's two roundings in 32-bit steps, exact where the host proved |acc| < 2^30 and e >= 1
+// for the layer (tinygen/aot/lower.py, fast_rounding): SMMULR(2 acc, m) = (acc m + 2^30) >> 31
+// is SaturatingRoundingDoublingHighMul(acc, m); then y / 2^e rounded half away from zero is
+// (y - [y < 0] + 2^(e-1)) >> e, and adding out_offset * 2^e before the shift adds out_offset
+// after. The channel's word w holds that constant times 256 plus e: add w >> 8, shift by w's
+// low byte (what ASR by a register reads: one instruction each).
+static inline int32_t requant_rounded(const output_stage* o, int32_t acc, int32_t channel) {
+  const int32_t w = o->rounding[channel];
+  int32_t y = smmulr((int32_t)((uint32_t)acc << 1), o->multiplier[channel]);  // wraps only where m is 0
+  y += y >> 31;
+  y += w >> 8;
+#if defined(__thumb2__) && !defined(TG_NO_ASM)
+  __asm__("asr %0, %0, %1" : "+r"(y) : "r"(w));
+  return y;
+#else
+  return y >> (w & 0xFF);
+#endif
+}
+
 // Stack for a copied window: a border window (k_h * k_w * in_c bytes), two gathered windows
-// of a short-row convolution, or a slice of channels of a depthwise border window.
+// of a short-row convolution, or the zero point for a depthwise border window's outside taps.
 #ifndef TG_CONV_SCRATCH_BYTES
 #define TG_CONV_SCRATCH_BYTES 576
 #endif
@@ -40,8 +76,17 @@ static inline output_stage output_stage_of(const tg_conv_params* p) {
 // tg_conv2d_add's run of output pixels (tinygen/aot/plan.py's CONV_ADD_BYTES).
 #define TG_CONV_ADD_BYTES 512
 
+// The 64-bit path, for the layers the host could not prove the one-multiply stage for (rare:
+// a multiplier above one half, or huge sums): out of line, so every loop carries the short one.
+static TG_NOINLINE int32_t requant_two_step(const output_stage* o, int32_t acc, int32_t channel) {
+  return tg_requant(acc, o->multiplier[channel], o->shift[channel]) + o->out_offset;
+}
+
 static inline int8_t requantize(const output_stage* o, int32_t acc, int32_t channel) {
-  acc = tg_requant(acc, o->multiplier[channel], o->shift[channel]) + o->out_offset;
+  acc = o->rounding ? requant_rounded(o, acc, channel) : requant_two_step(o, acc, channel);
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT && !defined(TG_NO_ASM)
+  if (o->full_range) return (int8_t)__ssat(acc, 8);  // one SSAT for two compares
+#endif
   return (int8_t)tg_clamp32(acc, o->act_min, o->act_max);
 }
 
@@ -59,8 +104,9 @@ static void interior(int32_t out, int32_t in, int32_t k, int32_t stride, int32_t
 // Every channel of one output pixel from a window whose rows are each k_w * in_c
 // consecutive bytes, row_step apart (no groups, no horizontal dilation): folded bias plus
 // dot products, two filters at a time.
-static void conv_window(const tg_conv_params* p, const output_stage* o, const int8_t* window, int32_t row_step,
+static void conv_window(const tg_conv_params* p, const output_stage* stage, const int8_t* window, int32_t row_step,
                         int8_t* out) {
+  const output_stage os = *stage, *const o = &os;  // a local: the int8 stores may alias *stage
   const int32_t filter_size = p->k_h * p->k_w * p->in_c;
   // rows that follow each other in memory (a gathered window) are one long dot product
   const int32_t rows = row_step == p->k_w * p->in_c ? 1 : p->k_h;
@@ -111,19 +157,23 @@ static inline int32_t sum_s8(const int8_t* a, int32_t n) {
 // outside the image set to the input's zero point: each adds filter * (zero_point + in_offset)
 // = 0 to the sum, so the folded bias applies as inside. No groups, no horizontal dilation.
 static void copy_window(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* window) {
-  const int32_t row_bytes = p->k_w * p->in_c;
+  const int32_t in_c = p->in_c, row_bytes = p->k_w * in_c;
   const int8_t zero_point = (int8_t)-p->in_offset;
+  // each row in at most three runs (zero point, pixels, zero point), not a copy per tap: with
+  // one input channel a tap is one byte
+  int32_t kx0, kx1;
+  clip(x0, p->k_w, p->in_w, &kx0, &kx1);
+  if (kx1 < kx0) kx1 = kx0;
   for (int32_t ky = 0; ky < p->k_h; ky++) {
     const int32_t y = y0 + ky * p->dilation_h;
     int8_t* row = window + ky * row_bytes;
-    for (int32_t kx = 0; kx < p->k_w; kx++) {
-      const int32_t x = x0 + kx;
-      if (y < 0 || y >= p->in_h || x < 0 || x >= p->in_w) {
-        memset(row + kx * p->in_c, zero_point, (size_t)p->in_c);
-      } else {
-        memcpy(row + kx * p->in_c, in + (y * p->in_w + x) * p->in_c, (size_t)p->in_c);
-      }
+    if (y < 0 || y >= p->in_h || kx0 == kx1) {
+      memset(row, zero_point, (size_t)row_bytes);
+      continue;
     }
+    memset(row, zero_point, (size_t)(kx0 * in_c));
+    memcpy(row + kx0 * in_c, in + (y * p->in_w + x0 + kx0) * in_c, (size_t)((kx1 - kx0) * in_c));
+    memset(row + kx1 * in_c, zero_point, (size_t)((p->k_w - kx1) * in_c));
   }
 }
 
@@ -142,17 +192,26 @@ static void conv_border_pixel(const tg_conv_params* p, const int8_t* in, int32_t
     conv_window(p, &o, window, row_bytes, out);
     return;
   }
+  // The folded bias plus the taps outside the image times the zero point (what a copied window
+  // would hold there): the reference's bias plus sum(filter * (input + in_offset)) inside, with
+  // no bias array in flash.
+  const int32_t zero_point = -p->in_offset;
   if (p->in_c == p->filter_c && p->dilation_h == 1 && p->dilation_w == 1) {
     int32_t ky0, ky1, kx0, kx1;
     clip(y0, p->k_h, p->in_h, &ky0, &ky1);
     clip(x0, p->k_w, p->in_w, &kx0, &kx1);
     const int32_t filter_row = p->k_w * p->in_c, n = (kx1 - kx0) * p->in_c;
     for (int32_t oc = 0; oc < p->out_c; oc++) {
-      const int8_t* filter = p->filter + oc * p->k_h * filter_row + kx0 * p->in_c;
-      int32_t acc = p->bias ? p->bias[oc] : 0;
-      for (int32_t ky = ky0; ky < ky1; ky++) {
+      const int8_t* filter = p->filter + oc * p->k_h * filter_row;
+      int32_t acc = p->folded_bias[oc];
+      for (int32_t ky = 0; ky < p->k_h; ky++) {
         const int8_t* f = filter + ky * filter_row;
-        acc += tg_dot_s8(f, in + ((y0 + ky) * p->in_w + x0 + kx0) * p->in_c, n) + p->in_offset * sum_s8(f, n);
+        if (ky < ky0 || ky >= ky1) {
+          acc += zero_point * sum_s8(f, filter_row);
+          continue;
+        }
+        acc += tg_dot_s8(f + kx0 * p->in_c, in + ((y0 + ky) * p->in_w + x0 + kx0) * p->in_c, n) +
+               zero_point * (sum_s8(f, kx0 * p->in_c) + sum_s8(f + kx1 * p->in_c, (p->k_w - kx1) * p->in_c));
       }
       out[oc] = requantize(&o, acc, oc);
     }
@@ -163,16 +222,18 @@ static void conv_border_pixel(const tg_conv_params* p, const int8_t* in, int32_t
   for (int32_t oc = 0; oc < p->out_c; oc++) {
     const int32_t channel0 = (oc / filters_per_group) * p->filter_c;
     const int8_t* filter = p->filter + oc * p->k_h * filter_row;
-    int32_t acc = p->bias ? p->bias[oc] : 0;
+    int32_t acc = p->folded_bias[oc];
     for (int32_t ky = 0; ky < p->k_h; ky++) {
       const int32_t y = y0 + ky * p->dilation_h;
-      if (y < 0 || y >= p->in_h) continue;
       for (int32_t kx = 0; kx < p->k_w; kx++) {
         const int32_t x = x0 + kx * p->dilation_w;
-        if (x < 0 || x >= p->in_w) continue;
-        const int8_t* pixel = in + (y * p->in_w + x) * p->in_c + channel0;
         const int8_t* taps = filter + ky * filter_row + kx * p->filter_c;
-        for (int32_t ic = 0; ic < p->filter_c; ic++) acc += taps[ic] * (pixel[ic] + p->in_offset);
+        if (y < 0 || y >= p->in_h || x < 0 || x >= p->in_w) {
+          acc += zero_point * sum_s8(taps, p->filter_c);
+          continue;
+        }
+        const int8_t* pixel = in + (y * p->in_w + x) * p->in_c + channel0;
+        for (int32_t ic = 0; ic < p->filter_c; ic++) acc += taps[ic] * pixel[ic];
       }
     }
     out[oc] = requantize(&o, acc, oc);
@@ -388,14 +449,20 @@ void tg_conv2d_add(const tg_conv_params* p, const tg_binary_params* add, const i
 // of a MobileNet's or a DS-CNN's work): the input is a matrix of pixels by channels, so pixels go
 // in pairs across image rows too (no single pixel at the end of each odd row), each pair two
 // filters by two pixels per pass of the dot product, and nothing is checked per pixel.
-void tg_conv2d_1x1(const tg_conv_params* p, const int8_t* in, int8_t* out) {
+// Backwards: the last pair first, pairs (n-2, n-1), (n-4, n-3), ..., pixel 0 alone if n is odd.
+static TG_NOINLINE void conv1x1(const tg_conv_params* p, const int8_t* in, int8_t* out, int backwards) {
   const output_stage o = output_stage_of(p);
   // locals, not p->: the int8 stores may alias the parameter block
   const int32_t in_c = p->in_c, out_c = p->out_c;
   const int8_t* const filter = p->filter;
   const int32_t* const bias = p->folded_bias;
   int32_t pixels = p->out_h * p->out_w;
-  for (; pixels >= 2; pixels -= 2, in += 2 * in_c, out += 2 * out_c) {
+  const int32_t in_step = backwards ? -2 * in_c : 2 * in_c, out_step = backwards ? -2 * out_c : 2 * out_c;
+  if (backwards) {
+    in += (pixels - 2) * in_c;
+    out += (pixels - 2) * out_c;
+  }
+  for (; pixels >= 2; pixels -= 2, in += in_step, out += out_step) {
     int8_t* out1 = out + out_c;
     const int8_t* f = filter;
     int32_t oc = 0;
@@ -414,40 +481,46 @@ void tg_conv2d_1x1(const tg_conv_params* p, const int8_t* in, int8_t* out) {
       out1[oc] = requantize(&o, acc1, oc);
     }
   }
-  if (pixels) conv_window(p, &o, in, in_c, out);
+  if (pixels && backwards) conv_window(p, &o, in + in_c, in_c, out + out_c);   // pixel 0
+  else if (pixels) conv_window(p, &o, in, in_c, out);
 }
 
-// Channels [0, channels) of one depthwise output pixel (depth multiplier 1), four at a time
-// while four remain: each tap is one word of input and one of filter. `window` is the
-// pixel's first tap, tap_x and tap_y the steps to the next tap in a row and to the next row;
-// `filter` and `folded_bias` start at the window's first channel.
-static int32_t depthwise_blocks(const output_stage* o, const int8_t* window, int32_t tap_x, int32_t tap_y,
+void tg_conv2d_1x1(const tg_conv_params* p, const int8_t* in, int8_t* out) { conv1x1(p, in, out, 0); }
+
+// The same pairs, last first: the output may start above its input and widen over it.
+void tg_conv2d_1x1_backwards(const tg_conv_params* p, const int8_t* in, int8_t* out) { conv1x1(p, in, out, 1); }
+
+// Channels [0, channels) of one depthwise output pixel with a 3x3 filter (depth multiplier 1),
+// four at a time while four remain: each tap is one word of input and one of filter. `window` is
+// the pixel's first tap, tap_x and tap_y the steps to the next tap in a row and to the next row.
+static int32_t depthwise_blocks(const output_stage* stage, const int8_t* window, int32_t tap_x, int32_t tap_y,
                                 const int8_t* filter, int32_t filter_step, const int32_t* folded_bias,
-                                int32_t channels, int32_t k_h, int32_t k_w, int32_t channel0, int8_t* out) {
+                                int32_t channels, int8_t* out) {
+  const output_stage os = *stage, *const o = &os;  // a local: the int8 stores may alias *stage
   int32_t c = 0;
   for (; c + 4 <= channels; c += 4) {
     int32_t acc[4] = {folded_bias[c], folded_bias[c + 1], folded_bias[c + 2], folded_bias[c + 3]};
     const int8_t* taps = filter + c;
     const int8_t* row = window + c;
-    if (k_h == 3 && k_w == 3) {  // MobileNet's and DS-CNN's case, unrolled
-      for (int32_t ky = 0; ky < 3; ky++, row += tap_y, taps += 3 * filter_step) {
-        tg_mac4_s8(row, taps, acc);
-        tg_mac4_s8(row + tap_x, taps + filter_step, acc);
-        tg_mac4_s8(row + 2 * tap_x, taps + 2 * filter_step, acc);
-      }
-    } else {
-      for (int32_t ky = 0; ky < k_h; ky++, row += tap_y) {
-        const int8_t* x = row;
-        for (int32_t kx = 0; kx < k_w; kx++, x += tap_x, taps += filter_step) tg_mac4_s8(x, taps, acc);
-      }
+    for (int32_t ky = 0; ky < 3; ky++, row += tap_y, taps += 3 * filter_step) {
+      tg_mac4_s8(row, taps, acc);
+      tg_mac4_s8(row + tap_x, taps + filter_step, acc);
+      tg_mac4_s8(row + 2 * tap_x, taps + 2 * filter_step, acc);
     }
-    out[c] = requantize(o, acc[0], channel0 + c);
-    out[c + 1] = requantize(o, acc[1], channel0 + c + 1);
-    out[c + 2] = requantize(o, acc[2], channel0 + c + 2);
-    out[c + 3] = requantize(o, acc[3], channel0 + c + 3);
+    out[c] = requantize(o, acc[0], c);
+    out[c + 1] = requantize(o, acc[1], c + 1);
+    out[c + 2] = requantize(o, acc[2], c + 2);
+    out[c + 3] = requantize(o, acc[3], c + 3);
   }
   return c;
 }
+
+static void depthwise_taps(const output_stage* stage, const int8_t* const* tap, int32_t taps, const int8_t* filter,
+                           int32_t filter_step, const int32_t* folded_bias, int32_t channels, int32_t channel0,
+                           int8_t* out);
+
+// Taps a depthwise window may have for depthwise_taps (7 x 7).
+#define TG_DW_MAX_TAPS 49
 
 // One output pixel of a depthwise convolution, window inside the image.
 static void depthwise_inside_pixel(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* out) {
@@ -455,10 +528,15 @@ static void depthwise_inside_pixel(const tg_conv_params* p, const int8_t* in, in
   const int32_t tap_x = p->dilation_w * p->in_c, tap_y = p->dilation_h * p->in_w * p->in_c;
   const int8_t* window = in + (y0 * p->in_w + x0) * p->in_c;
   int32_t c = 0;
-  if (p->depth_multiplier == 1) {
-    // locals, not p->: the int8 stores may alias the parameter block
-    c = depthwise_blocks(&o, window, tap_x, tap_y, p->filter, p->out_c, p->folded_bias, p->in_c, p->k_h, p->k_w, 0,
-                         out);
+  if (p->depth_multiplier == 1 && p->k_h == 3 && p->k_w == 3) {  // MobileNet's and DS-CNN's case, unrolled
+    c = depthwise_blocks(&o, window, tap_x, tap_y, p->filter, p->out_c, p->folded_bias, p->in_c, out);
+  } else if (p->depth_multiplier == 1 && p->k_h * p->k_w <= TG_DW_MAX_TAPS) {
+    const int8_t* tap[TG_DW_MAX_TAPS];
+    for (int32_t ky = 0, t = 0; ky < p->k_h; ky++) {
+      for (int32_t kx = 0; kx < p->k_w; kx++, t++) tap[t] = window + ky * tap_y + kx * tap_x;
+    }
+    depthwise_taps(&o, tap, p->k_h * p->k_w, p->filter, p->out_c, p->folded_bias, p->in_c, 0, out);
+    return;
   }
   for (int32_t ic = c; ic < p->in_c; ic++) {
     for (int32_t m = 0; m < p->depth_multiplier; m++) {
@@ -475,50 +553,66 @@ static void depthwise_inside_pixel(const tg_conv_params* p, const int8_t* in, in
   }
 }
 
+// Channels [0, channels) of one depthwise output pixel (depth multiplier 1) from a pointer per
+// tap to the tap's first channel: an input pixel, or a run of the input's zero point for a tap
+// outside the image (each adds filter * (zero_point + in_offset) = 0, so the folded bias holds).
+static void depthwise_taps(const output_stage* stage, const int8_t* const* tap, int32_t taps, const int8_t* filter,
+                           int32_t filter_step, const int32_t* folded_bias, int32_t channels, int32_t channel0,
+                           int8_t* out) {
+  const output_stage os = *stage, *const o = &os;  // a local: the int8 stores may alias *stage
+  int32_t c = 0;
+  for (; c + 4 <= channels; c += 4) {
+    int32_t acc[4] = {folded_bias[c], folded_bias[c + 1], folded_bias[c + 2], folded_bias[c + 3]};
+    const int8_t* f = filter + c;
+    for (int32_t t = 0; t < taps; t++, f += filter_step) tg_mac4_s8(tap[t] + c, f, acc);
+    out[c] = requantize(o, acc[0], channel0 + c);
+    out[c + 1] = requantize(o, acc[1], channel0 + c + 1);
+    out[c + 2] = requantize(o, acc[2], channel0 + c + 2);
+    out[c + 3] = requantize(o, acc[3], channel0 + c + 3);
+  }
+  for (; c < channels; c++) {
+    int32_t acc = folded_bias[c];
+    const int8_t* f = filter + c;
+    for (int32_t t = 0; t < taps; t++, f += filter_step) acc += *f * tap[t][c];
+    out[c] = requantize(o, acc, channel0 + c);
+  }
+}
+
 // One output pixel of a depthwise convolution whose window overhangs the border. With depth
-// multiplier 1: the window is gathered a slice of channels at a time into a stack buffer,
-// the taps outside the image set to the input's zero point (each adds filter * (zero_point +
-// in_offset) = 0), so the folded bias and the inside kernel apply. Channels left over (or
-// every channel, with a depth multiplier) take the reference's sum over the taps inside.
-static void depthwise_border_pixel(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* out) {
+// multiplier 1: each tap outside the image points at `zeros` (the input's zero point, `slice`
+// bytes of it), a slice of channels at a time. With a depth multiplier, the reference's sum,
+// from the folded bias with the zero point for the taps outside.
+static void depthwise_border_pixel(const tg_conv_params* p, const int8_t* in, int32_t y0, int32_t x0, int8_t* out,
+                                   const int8_t* zeros, int32_t slice) {
   const output_stage o = output_stage_of(p);
   const int32_t taps = p->k_h * p->k_w;
-  int32_t c0 = 0;
-  const int32_t slice = (TG_CONV_SCRATCH_BYTES / taps) & ~3;
-  if (p->depth_multiplier == 1 && slice >= 4) {
-    int8_t window[TG_CONV_SCRATCH_BYTES];
-    const int8_t zero_point = (int8_t)-p->in_offset;
-    const int32_t whole = p->in_c & ~3;
-    while (c0 < whole) {
-      const int32_t n = whole - c0 < slice ? whole - c0 : slice;
-      int8_t* dst = window;
-      for (int32_t ky = 0; ky < p->k_h; ky++) {
+  if (p->depth_multiplier == 1 && taps <= TG_DW_MAX_TAPS) {
+    const int8_t* tap[TG_DW_MAX_TAPS];
+    for (int32_t c0 = 0; c0 < p->in_c; c0 += slice) {
+      const int32_t n = p->in_c - c0 < slice ? p->in_c - c0 : slice;
+      for (int32_t ky = 0, t = 0; ky < p->k_h; ky++) {
         const int32_t y = y0 + ky * p->dilation_h;
-        for (int32_t kx = 0; kx < p->k_w; kx++, dst += n) {
+        for (int32_t kx = 0; kx < p->k_w; kx++, t++) {
           const int32_t x = x0 + kx * p->dilation_w;
-          if (y < 0 || y >= p->in_h || x < 0 || x >= p->in_w) {
-            memset(dst, zero_point, (size_t)n);
-          } else {
-            memcpy(dst, in + (y * p->in_w + x) * p->in_c + c0, (size_t)n);
-          }
+          tap[t] = y < 0 || y >= p->in_h || x < 0 || x >= p->in_w ? zeros : in + (y * p->in_w + x) * p->in_c + c0;
         }
       }
-      depthwise_blocks(&o, window, n, p->k_w * n, p->filter + c0, p->out_c, p->folded_bias + c0, n, p->k_h, p->k_w,
-                       c0, out + c0);
-      c0 += n;
+      depthwise_taps(&o, tap, taps, p->filter + c0, p->out_c, p->folded_bias + c0, n, c0, out + c0);
     }
+    return;
   }
-  for (int32_t ic = c0; ic < p->in_c; ic++) {
+  for (int32_t ic = 0; ic < p->in_c; ic++) {
     for (int32_t m = 0; m < p->depth_multiplier; m++) {
       const int32_t oc = ic * p->depth_multiplier + m;
-      int32_t acc = p->bias ? p->bias[oc] : 0;
+      // as conv_border_pixel: the folded bias, the zero point for the taps outside
+      int32_t acc = p->folded_bias[oc];
       for (int32_t ky = 0; ky < p->k_h; ky++) {
         const int32_t y = y0 + ky * p->dilation_h;
-        if (y < 0 || y >= p->in_h) continue;
         for (int32_t kx = 0; kx < p->k_w; kx++) {
           const int32_t x = x0 + kx * p->dilation_w;
-          if (x < 0 || x >= p->in_w) continue;
-          acc += p->filter[(ky * p->k_w + kx) * p->out_c + oc] * (in[(y * p->in_w + x) * p->in_c + ic] + p->in_offset);
+          const int32_t v = y < 0 || y >= p->in_h || x < 0 || x >= p->in_w ? -p->in_offset
+                                                                           : in[(y * p->in_w + x) * p->in_c + ic];
+          acc += p->filter[(ky * p->k_w + kx) * p->out_c + oc] * v;
         }
       }
       out[oc] = requantize(&o, acc, oc);
@@ -531,6 +625,10 @@ static void depthwise_border_pixel(const tg_conv_params* p, const int8_t* in, in
 static TG_NOINLINE void depthwise(const tg_conv_params* p, const int8_t* in, int8_t* out, int backwards) {
   const inside_box b = inside_of(p);
   const int32_t step = backwards ? -p->out_c : p->out_c;
+  // the zero point, for the border windows' taps outside the image: a slice of channels at a time
+  int8_t zeros[TG_CONV_SCRATCH_BYTES];
+  const int32_t slice = p->in_c < TG_CONV_SCRATCH_BYTES ? p->in_c : TG_CONV_SCRATCH_BYTES;
+  memset(zeros, (int8_t)-p->in_offset, (size_t)slice);
   if (backwards) out += (p->out_h * p->out_w - 1) * p->out_c;
   for (int32_t r = 0; r < p->out_h; r++) {
     const int32_t oy = backwards ? p->out_h - 1 - r : r;
@@ -542,7 +640,7 @@ static TG_NOINLINE void depthwise(const tg_conv_params* p, const int8_t* in, int
       if (row_inside && ox >= b.x_lo && ox < b.x_hi) {
         depthwise_inside_pixel(p, in, y0, x0, out);
       } else {
-        depthwise_border_pixel(p, in, y0, x0, out);
+        depthwise_border_pixel(p, in, y0, x0, out, zeros, slice);
       }
     }
   }

@@ -21,6 +21,13 @@ static inline uint32_t tg_sxtb16_ror8(uint32_t x) {
 }
 static inline int32_t tg_smlad(uint32_t a, uint32_t b, int32_t acc) { return (int32_t)__smlad(a, b, (uint32_t)acc); }
 static inline int32_t tg_smlabb(uint32_t a, uint32_t b, int32_t acc) { return __smlabb((int32_t)a, (int32_t)b, acc); }
+// acc's two 16-bit lanes plus bytes 0 and 2 (bytes 1 and 3) of x, sign-extended: SXTAB16
+static inline uint32_t tg_sxtab16(uint32_t acc, uint32_t x) { return __sxtab16(acc, x); }
+static inline uint32_t tg_sxtab16_ror8(uint32_t acc, uint32_t x) {
+  uint32_t r;
+  __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(acc), "r"(x));
+  return r;
+}
 static inline int32_t tg_smlatt(uint32_t a, uint32_t b, int32_t acc) { return __smlatt((int32_t)a, (int32_t)b, acc); }
 #elif defined(TG_EMULATE_DSP)
 #define TG_DSP 1
@@ -37,6 +44,11 @@ static inline int32_t tg_smlad(uint32_t a, uint32_t b, int32_t acc) {
 static inline int32_t tg_smlabb(uint32_t a, uint32_t b, int32_t acc) {
   return (int32_t)((uint32_t)acc + (uint32_t)(tg_lo16(a) * tg_lo16(b)));
 }
+static inline uint32_t tg_sxtab16(uint32_t acc, uint32_t x) {  // each 16-bit lane wraps
+  const uint32_t e = tg_sxtb16(x);
+  return ((acc + e) & 0xFFFFu) | ((((acc >> 16) + (e >> 16)) & 0xFFFFu) << 16);
+}
+static inline uint32_t tg_sxtab16_ror8(uint32_t acc, uint32_t x) { return tg_sxtab16(acc, (x >> 8) | (x << 24)); }
 static inline int32_t tg_smlatt(uint32_t a, uint32_t b, int32_t acc) {
   return (int32_t)((uint32_t)acc + (uint32_t)(tg_hi16(a) * tg_hi16(b)));
 }

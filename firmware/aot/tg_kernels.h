@@ -25,13 +25,18 @@ typedef struct {
   int32_t filter_c;          // conv only: input channels per group
   int32_t in_offset, out_offset, act_min, act_max;
   const int8_t* filter;
-  const int32_t* bias;       // may be NULL
+  const int32_t* bias;       // unused by the kernels (folded_bias holds it): NULL from tinygen
   const int32_t* multiplier; // per output channel
   const int32_t* shift;
   // bias + in_offset * (sum of the channel's filter taps), worked out on the host: where the
   // whole window is inside the image, acc = folded_bias + sum(filter * input) is the same
   // integer as the reference's sum(filter * (input + in_offset)) + bias, for less work.
   const int32_t* folded_bias;
+  // Where the host proved it exact for every channel (right shifts e = -shift >= 1, |acc| < 2^30
+  // from the weights, the folded bias and int8 inputs): (2^(e-1) + out_offset * 2^e) * 256 + e per
+  // channel, the output stage rounds with one 32-bit multiply, and shift is NULL; NULL otherwise:
+  // TFLite's 64-bit two-step path.
+  const int32_t* rounding;
 } tg_conv_params;
 
 void tg_conv2d(const tg_conv_params* p, const int8_t* in, int8_t* out);
@@ -40,6 +45,7 @@ void tg_depthwise_conv2d(const tg_conv_params* p, const int8_t* in, int8_t* out)
 // The same, last output pixel first: the output may overlap its input from above.
 void tg_conv2d_backwards(const tg_conv_params* p, const int8_t* in, int8_t* out);
 void tg_depthwise_conv2d_backwards(const tg_conv_params* p, const int8_t* in, int8_t* out);
+void tg_conv2d_1x1_backwards(const tg_conv_params* p, const int8_t* in, int8_t* out);
 
 // FULLY_CONNECTED: out[b][o] = sum_i (w[o][i] + filter_offset) * (in[b][i] + in_offset) + bias[o], requantized.
 typedef struct {

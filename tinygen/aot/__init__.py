@@ -44,8 +44,7 @@ class Compiled:
 
 
 # the kernel a convolution calls when it runs backwards, to write over its input from above
-# tg_conv2d_1x1's pairs run forwards only; backwards, a pointwise convolution takes the general kernel
-BACKWARDS = {"tg_conv2d": "tg_conv2d_backwards", "tg_conv2d_1x1": "tg_conv2d_backwards",
+BACKWARDS = {"tg_conv2d": "tg_conv2d_backwards", "tg_conv2d_1x1": "tg_conv2d_1x1_backwards",
              "tg_depthwise_conv2d": "tg_depthwise_conv2d_backwards"}
 
 
@@ -57,7 +56,6 @@ def use_forms(program: Program, arena: MemoryPlan) -> None:
         s = program.steps[i]
         if f.form == "streamed backwards":
             s.kernel = BACKWARDS[s.kernel]
-            s.comment = s.comment.replace("; pointwise: pixels paired across rows", "")
         elif f.form == "conv+add":
             s.kernel = "tg_conv2d_add"
             add = program.steps[f.fused]

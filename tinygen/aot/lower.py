@@ -315,14 +315,40 @@ class _Lowering:
                     else filt.astype(np.int64).reshape(oc, -1).sum(axis=1))
         arrays = self.weight_arrays(k, filt, b, scales * oc if len(scales) == 1 else scales, s_in, s_out,
                                     zp_in, tap_sums)
+        abs_sums = (np.abs(filt.astype(np.int64)).reshape(-1, oc).sum(axis=0) if depthwise
+                    else np.abs(filt.astype(np.int64)).reshape(oc, -1).sum(axis=1))
+        true_folded = (self.const(b).astype(np.int64).reshape(-1) if b >= 0 else 0) - zp_in * tap_sums
+        named = {n: v for n, _, v in arrays}
+        mult, shift = named[f"{k}_multiplier"].copy(), named[f"{k}_shift"]
+        # a dead channel (all-zero taps, often with a bias of +-2^30) sums to its bias whatever the
+        # input: its output is a constant, worked out here with TFLite's formula, which the stage
+        # returns with multiplier 0 and the word (1 + 2 * output) * 256 + 1
+        dead = abs_sums == 0
+        constant = {}
+        for c in np.flatnonzero(dead):
+            v = _mbqm(int(np.asarray(true_folded).reshape(-1)[c] if np.ndim(true_folded) else true_folded), int(mult[c]),
+                      int(shift[c])) + zp_out
+            constant[c] = max(-256, min(256, v))    # the clamp to int8 comes after: the same byte
+        rounding = fast_rounding(np.where(dead, 0, true_folded), abs_sums, np.where(dead, -1, shift), zp_out)
+        if rounding is not None and constant:
+            for c, v in constant.items():
+                mult[c], rounding[c] = 0, (1 + 2 * v) * 256 + 1
+            arrays = [(n, t, mult if n == f"{k}_multiplier" else v) for n, t, v in arrays]
+        if rounding is not None:
+            # the one-multiply stage's word holds the shift too: no shift array in flash
+            arrays = [a for a in arrays if a[0] != f"{k}_shift"] + [(f"{k}_rounding", "int32_t", rounding)]
+        # the kernels start every sum from the folded bias, the border's too: no bias array in flash
+        arrays = [a for a in arrays if a[0] != f"{k}_bias"]
         params = dict(in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw,
                       stride_h=sy, stride_w=sx, dilation_h=dy, dilation_w=dx,
                       pad_h=padding_before(ih, kh, sy, dy, oh, same), pad_w=padding_before(iw, kw, sx, dx, ow, same),
                       depth_multiplier=opts.depthMultiplier if depthwise else 1,
                       filter_c=1 if depthwise else fc,
                       in_offset=-zp_in, out_offset=zp_out, act_min=lo, act_max=hi,
-                      filter=f"{k}_filter", bias=f"{k}_bias" if b >= 0 else "NULL",
+                      filter=f"{k}_filter", bias="NULL",
                       multiplier=f"{k}_multiplier", shift=f"{k}_shift", folded_bias=f"{k}_folded_bias")
+        if rounding is not None:
+            params["rounding"], params["shift"] = f"{k}_rounding", "NULL"
         if depthwise and oc != ic * params["depth_multiplier"]:
             params["depth_multiplier"] = oc // ic     # older converters leave the option at 1
         comment = (f"{ih}x{iw}x{ic} -> {oh}x{ow}x{oc}, {kh}x{kw} filter, stride {sy}x{sx}, "
@@ -579,6 +605,35 @@ class _Lowering:
     _reshape = _alias
     _squeeze = _alias
     _expand_dims = _alias
+
+
+def fast_rounding(folded_bias: np.ndarray, abs_tap_sums: np.ndarray, shifts, out_offset: int) -> np.ndarray | None:
+    """Per output channel (2^(e-1) + out_offset * 2^e) * 256 + e (e = -shift): the one word of
+    constants of the convolution kernels' one-multiply output stage (firmware/aot/tg_conv.c,
+    requant_rounded), which adds the word >> 8 and shifts right by its low byte. Given where
+    that stage is provably TFLite's two roundings for every accumulator the layer can make:
+    |acc| <= |folded bias| + 128 * sum |taps| (inputs are int8; taps over the border add the
+    zero point, an int8 too) below 2^30, so that 2 * acc fits SMMULR; every shift a right shift
+    (e >= 1); the word (so e <= 16 or so) and every sum on the way inside int32. None where any
+    channel fails."""
+    e = -np.asarray(shifts, np.int64)
+    bound = np.abs(np.asarray(folded_bias, np.int64)) + 128 * np.asarray(abs_tap_sums, np.int64)
+    if len(e) == 0 or (e < 1).any() or (e > 31).any() or (bound >= 1 << 30).any():
+        return None
+    k = (np.int64(1) << (e - 1)) + np.int64(out_offset) * (np.int64(1) << e)
+    # y = SMMULR(2 acc, m) has |y| <= |acc| + 1; then y - 1 + k must stay inside int32
+    if (np.abs(k) >= 1 << 23).any() or (bound + 2 + np.abs(k) >= 1 << 31).any():
+        return None
+    return k * 256 + e
+
+
+def _mbqm(x: int, m: int, shift: int) -> int:
+    """TFLite's MultiplyByQuantizedMultiplier (double rounding), on the host."""
+    left, right = max(shift, 0), max(-shift, 0)
+    x = ((x << left) + (1 << 31)) % (1 << 32) - (1 << 31)
+    y = (2**31 - 1) if x == m == -(1 << 31) else (x * m + (1 << 30)) >> 31
+    mask = (1 << right) - 1
+    return (y >> right) + ((y & mask) > (mask >> 1) + (y < 0))
 
 
 def _wrap32(values: np.ndarray) -> np.ndarray:

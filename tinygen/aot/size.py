@@ -38,6 +38,7 @@ CALLS = {
     "tg_conv2d": ("tg_conv.c", "tg_conv2d((const tg_conv_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_conv2d_1x1": ("tg_conv.c", "tg_conv2d_1x1((const tg_conv_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_depthwise_conv2d": ("tg_conv.c", "tg_depthwise_conv2d((const tg_conv_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
+    "tg_conv2d_1x1_backwards": ("tg_conv.c", "tg_conv2d_1x1_backwards((const tg_conv_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_conv2d_backwards": ("tg_conv.c", "tg_conv2d_backwards((const tg_conv_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_depthwise_conv2d_backwards": ("tg_conv.c", "tg_depthwise_conv2d_backwards((const tg_conv_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_conv2d_add": ("tg_conv.c", "tg_conv2d_add((const tg_conv_params*)sink, (const tg_binary_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
@@ -60,7 +61,7 @@ CALLS = {
 # sizeof() of each parameter block on a 32-bit core: int32 fields and 4-byte pointers
 # (tg_mean_params' uint8 flags fill one word; tg_quantize_params has one 8-byte-aligned double).
 PARAM_BYTES = {
-    "tg_conv_params": 27 * 4, "tg_fully_connected_params": 15 * 4, "tg_pool_params": 13 * 4,
+    "tg_conv_params": 28 * 4, "tg_fully_connected_params": 15 * 4, "tg_pool_params": 13 * 4,
     "tg_mean_params": 10 * 4, "tg_binary_params": 23 * 4, "tg_softmax_params": 5 * 4,
     "tg_logistic_params": 5 * 4, "tg_quantize_params": 32, "tg_pad_params": 14 * 4, "tg_concat_params": 3 * 4,
 }

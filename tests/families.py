@@ -33,7 +33,7 @@ class Net:
         t.shape, t.type, t.name, t.buffer = list(shape), dtype, f"t{len(self.tensors)}".encode(), 0
         if data is not None:
             b = s.BufferT()
-            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8).tolist()
+            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
             self.buffers.append(b)
             t.buffer = len(self.buffers) - 1
         if scale is not None:

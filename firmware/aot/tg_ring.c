@@ -43,11 +43,11 @@ static void ring_row(const tg_ring_params* r, const int8_t* in, int8_t* window, 
   const int32_t reach = (b->k_h - 1) * b->dilation_h + 1;
   const int32_t lo = top > 0 ? top : 0;
   const int32_t hi = top + reach < a->out_h ? top + reach : a->out_h;
-  if (hi - *base > r->rows) {   // no room below: keep rows [lo, end) at the front
-    const int32_t keep = *end > lo ? *end - lo : 0;
+  if (*end < lo) *end = lo;      // rows B never reads (its stride over them) are not made
+  if (hi - *base > r->rows) {    // no room below: keep rows [lo, end) at the front
+    const int32_t keep = *end - lo;
     if (keep) memmove(window, window + (lo - *base) * row, (size_t)(keep * row));
     *base = lo;
-    if (*end < lo) *end = lo;
   }
   if (*end < hi) {
     band(r->a_kind, a, *end, hi, in, window + (*end - *base) * row);

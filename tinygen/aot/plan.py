@@ -167,9 +167,12 @@ def _ring_reads(a: Step, b: Step) -> np.ndarray | None:
     hi = np.minimum(top + ring_rows(b), pa["out_h"])       # A's rows made by the time row y is written
     if np.any(hi <= lo):
         return None
-    first = np.maximum(hi * pa["stride_h"] - pa["pad_h"], 0)   # the first input row A's next row reads
+    # A's next band starts at the first row B needs that is not made yet (tg_ring.c skips the rest)
+    nxt = np.maximum(hi, np.append(lo[1:], pa["out_h"]))
+    first = np.maximum(nxt * pa["stride_h"] - pa["pad_h"], 0)   # the first input row that band reads
     row_in = pa["in_w"] * pa["in_c"]
-    return np.where(hi < pa["out_h"], np.minimum(first, pa["in_h"]) * row_in, pa["in_h"] * row_in)
+    later = np.append(hi[1:] > hi[:-1], False)               # a band follows row y
+    return np.where(later, np.minimum(first, pa["in_h"]) * row_in, pa["in_h"] * row_in)
 
 
 def ring_shift(a: Step, b: Step) -> int:

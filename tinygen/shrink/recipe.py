@@ -110,6 +110,16 @@ def _accuracy(outputs: np.ndarray, labels: np.ndarray | None, teacher_top1: np.n
     return float(np.mean(top1(outputs) == ref))
 
 
+def fit_as_built(tflite: bytes, board: Board):
+    """The fit check the build makes of this model (TFLM, the memory plan `--tflm-plan auto` picks),
+    so that a candidate judged to fit is one whose firmware fits."""
+    from ..tflm.arena import Target
+    from ..tflm.offline_plan import choose
+
+    model_bytes, graph, choice = choose(tflite, parse(tflite), Target.for_board(board), "auto")
+    return check_fit(graph, board, model_bytes=model_bytes, memory_plan=choice)
+
+
 def evaluate(model, board: Board, val: Dataset, teacher_top1: np.ndarray, calibration: Dataset,
              width: float, seconds: float, quantization: str = "ptq", float_model=None) -> tuple[Candidate, bytes]:
     """Quantize `model` (PTQ, or convert a QAT model) and measure it. `float_model` is the float
@@ -120,7 +130,7 @@ def evaluate(model, board: Board, val: Dataset, teacher_top1: np.ndarray, calibr
         tflite = quantize_mod.quantize(ModelSource(Path("model.keras"), "keras"), calibration, model)
         float_out = (float_model or model).predict(val.x, batch_size=256, verbose=0)
     g = parse(tflite)
-    report = check_fit(g, board)
+    report = fit_as_built(tflite, board)
     int8_out = int8_predict(tflite, g, val.x)
     kind = "labels" if val.y is not None else "agreement with the original's top-1"
     return Candidate(width, 0.0, quantization, _accuracy(float_out, val.y, teacher_top1),

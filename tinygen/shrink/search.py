@@ -14,12 +14,10 @@ import numpy as np
 from ..boards import Board
 from ..errors import FitError, TinygenError
 from ..files import check_out_dir, write_tree
-from ..fit import check_fit
 from ..model.data import Dataset
 from ..model.evaluate import top1
-from ..model.graph import parse
 from .distill import distill
-from .recipe import Candidate, evaluate, keras_bytes, qat
+from .recipe import Candidate, evaluate, fit_as_built, keras_bytes, qat
 from .width import prune_filters, scale_width
 
 
@@ -97,7 +95,7 @@ def search(board: Board, teacher, teacher_hash: str, train: Dataset, val: Datase
             if cached and cached.exists():
                 cand, tflite, student_bytes = pickle.loads(cached.read_bytes())
                 # the cache holds what training made; the fit depends on the board: measure it again
-                report = check_fit(parse(tflite), board)
+                report = fit_as_built(tflite, board)
                 cand.flash_bytes, cand.sram_bytes, cand.fits = (report.flash.total_bytes, report.sram.total_bytes,
                                                                 report.fits)
             else:

@@ -75,6 +75,8 @@ def test_every_in_place_form_is_bit_exact_with_tflite_micro(inplace_models, dsp,
         assert compiled.arena.size < bound, name
         # the forms whose output really overlaps its input: exercised, not planned around
         for f in compiled.arena.forms.values():
+            if f.src is None:    # a ring whose output is apart from its input
+                continue
             a, b = compiled.arena.offsets[f.src], compiled.arena.offsets[f.dst]
             if a < b + program.buffers[f.dst].nbytes and b < a + program.buffers[f.src].nbytes:
                 seen.add(f.form)

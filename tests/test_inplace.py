@@ -44,7 +44,7 @@ def inplace_models() -> dict[str, bytes]:
     x = L.GlobalAveragePooling2D()(x)
     out["ds_chain"] = int8(k.Model(inp, L.Dense(5)(x)))
     for order in ("skip_first", "skip_second"):
-        inp = L.Input((14, 13, 3), batch_size=1)
+        inp = L.Input((40, 37, 3), batch_size=1)   # large enough that a fused form repays its stack
         s = L.Conv2D(8, 3, padding="same", activation="relu")(inp)
         y = L.Conv2D(8, 3, padding="same", activation="relu")(s)
         y = L.Conv2D(8, 3, padding="same")(y)
@@ -75,10 +75,14 @@ def test_every_in_place_form_is_bit_exact_with_tflite_micro(inplace_models, dsp,
         assert compiled.arena.size < bound, name
         # the forms whose output really overlaps its input: exercised, not planned around
         for f in compiled.arena.forms.values():
+            if f.src is None:    # a ring whose output is apart from its input
+                continue
             a, b = compiled.arena.offsets[f.src], compiled.arena.offsets[f.dst]
             if a < b + program.buffers[f.dst].nbytes and b < a + program.buffers[f.src].nbytes:
                 seen.add(f.form)
-    assert seen >= {"streamed", "streamed backwards", "conv+add", "element-wise"}
+    assert seen >= {"streamed", "streamed backwards", "element-wise"}
+    # the residual blocks now take the ring with the ADD (tests/test_families.py) where it needs less SRAM
+    assert seen & {"conv+add", "ring+add"}
 
 
 def analyze_program(model: bytes, name: str):

@@ -102,6 +102,22 @@ void tg_mul(const tg_binary_params* p, const int8_t* in1, const int8_t* in2, int
 // written over the skip. `add`'s in1 is the skip, in2 the convolution's output.
 void tg_conv2d_add(const tg_conv_params* p, const tg_binary_params* add, const int8_t* in, int8_t* skip);
 
+// Two convolutions in a row (firmware/aot/tg_ring.c): B computed a row at a time from a window
+// of `rows` rows of A's output on the stack (`window`, rows * a->out_w * a->out_c bytes), so A's
+// output is never stored whole. a_kind / b_kind: the kernel each runs as.
+enum { TG_RING_CONV2D = 0, TG_RING_CONV2D_1X1 = 1, TG_RING_DEPTHWISE = 2 };
+typedef struct {
+  const tg_conv_params* a;
+  const tg_conv_params* b;
+  int32_t a_kind, b_kind, rows;
+} tg_ring_params;
+
+void tg_conv_ring(const tg_ring_params* r, int8_t* window, const int8_t* in, int8_t* out);
+// The same, B then the ADD of its output (`add`'s in2) and a skip tensor (in1), written over
+// the skip a row at a time through `line` (b->out_w * b->out_c bytes).
+void tg_conv_ring_add(const tg_ring_params* r, const tg_binary_params* add, int8_t* window, int8_t* line,
+                      const int8_t* in, int8_t* skip);
+
 // SOFTMAX over the last dimension, int8 in, int8 out (zero point -128, scale 1/256).
 typedef struct {
   int32_t rows, depth;

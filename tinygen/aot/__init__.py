@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..model.graph import Graph
-from .lower import ALIAS_OPS, KERNEL_DIR, KERNELS, MATCHES, AotError, Program, lower, quantize_multiplier  # noqa: F401
+from .lower import ALIAS_OPS, KERNEL_DIR, KERNELS, MATCHES, AotError, Program, Step, lower, quantize_multiplier  # noqa: F401
 from .plan import InPlace, MemoryPlan, check_plan, plan  # noqa: F401
 from .render import kernel_sources, render
 from .size import param_bytes
@@ -56,6 +56,12 @@ def use_forms(program: Program, arena: MemoryPlan) -> None:
         s = program.steps[i]
         if f.form == "streamed backwards":
             s.kernel = BACKWARDS[s.kernel]
+        elif f.form.startswith("ring"):
+            # the second convolution's call is the ring's (tg_ring.c, which calls both kernels)
+            b = program.steps[f.fused]
+            b.kernel, b.source = ("tg_conv_ring_add" if f.also else "tg_conv_ring"), "tg_ring.c"
+            if f.also:
+                _skip_first(program.steps[f.also[0]], b.output)
         elif f.form == "conv+add":
             s.kernel = "tg_conv2d_add"
             add = program.steps[f.fused]
@@ -66,6 +72,17 @@ def use_forms(program: Program, arena: MemoryPlan) -> None:
                     p[a], p[b] = add.params[b], add.params[a]
                 add.params = p
                 add.inputs = add.inputs[::-1]
+
+
+def _skip_first(add: Step, y: int) -> None:
+    """The ADD's parameters with the skip as in1 and the convolution's output `y` as in2."""
+    if add.inputs[0] == y:
+        p = dict(add.params)
+        for a, b in (("in1_strides", "in2_strides"), ("in1_offset", "in2_offset"),
+                     ("in1_multiplier", "in2_multiplier"), ("in1_shift", "in2_shift")):
+            p[a], p[b] = add.params[b], add.params[a]
+        add.params = p
+        add.inputs = add.inputs[::-1]
 
 
 def compile(graph: Graph, model_bytes: bytes, match: str = "tflm", model_name: str = "model") -> Compiled:  # noqa: A001

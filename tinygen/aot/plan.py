@@ -49,7 +49,9 @@ class InPlace:
     dst: int
     shift: int
     stack_bytes: int = 0
-    fused: int | None = None   # conv+add: the ADD step the convolution runs with
+    fused: int | None = None   # conv+add: the ADD step the convolution runs with; ring: the second convolution
+    also: tuple[int, ...] = ()  # ring+add: the ADD after the second convolution, run inside it too
+    kinds: tuple[int, ...] = () # ring: the kernels the two convolutions run as (TG_RING_* in tg_kernels.h)
 
 
 @dataclass
@@ -65,7 +67,19 @@ class MemoryPlan:
     @property
     def fused_steps(self) -> set[int]:
         """ADD steps that run inside the convolution before them (no call of their own)."""
-        return {f.fused for f in self.forms.values() if f.fused is not None}
+        return {j for f in self.forms.values() for j in _inside(f)}
+
+
+def _inside(f: InPlace) -> tuple[int, ...]:
+    """The steps that run inside f's step (no call of their own)."""
+    return (f.fused, *f.also) if f.fused is not None else ()
+
+
+def _gone(program: Program, forms) -> set[int]:
+    """Tensors a fused form never stores in the arena: the output of each step that runs
+    into another (the convolution before its ADD, the first convolution of a ring, ...)."""
+    steps = program.steps
+    return {steps[j].output for f in forms for j in (f.step, *_inside(f))[:-1]}
 
 
 def _align(n: int) -> int:
@@ -133,6 +147,82 @@ def stream_safe(s: Step, in_off: int, out_off: int, backwards: bool = False) -> 
     return bool(np.all((out_off + w_hi <= in_off + lo) | (out_off + w_lo >= in_off + hi)))
 
 
+# --- the ring form: two convolutions, the first's output a window of rows on the stack -------
+
+# the kernels tg_conv_ring can call for either convolution (tg_kernels.h's TG_RING_*)
+RING_KINDS = {"tg_conv2d": 0, "tg_conv2d_1x1": 1, "tg_depthwise_conv2d": 2}
+
+
+def ring_rows(b: Step) -> int:
+    """Rows of the first convolution's output tg_conv_ring holds: the second's window height."""
+    return (b.params["k_h"] - 1) * b.params["dilation_h"] + 1
+
+
+def _ring_reads(a: Step, b: Step) -> np.ndarray | None:
+    """Per output row y of B, in order: the lowest byte of A's input that A still reads after B's
+    row y is written (A's input size where none), or None where some row of B reads no row of A."""
+    pa, pb = a.params, b.params
+    top = np.arange(pb["out_h"]) * pb["stride_h"] - pb["pad_h"]
+    lo = np.maximum(top, 0)
+    hi = np.minimum(top + ring_rows(b), pa["out_h"])       # A's rows made by the time row y is written
+    if np.any(hi <= lo):
+        return None
+    # A's next band starts at the first row B needs that is not made yet (tg_ring.c skips the rest)
+    nxt = np.maximum(hi, np.append(lo[1:], pa["out_h"]))
+    first = np.maximum(nxt * pa["stride_h"] - pa["pad_h"], 0)   # the first input row that band reads
+    row_in = pa["in_w"] * pa["in_c"]
+    later = np.append(hi[1:] > hi[:-1], False)               # a band follows row y
+    return np.where(later, np.minimum(first, pa["in_h"]) * row_in, pa["in_h"] * row_in)
+
+
+def ring_shift(a: Step, b: Step) -> int:
+    """How far B's output may start past A's input, overlapping it: the highest start at which
+    each row written ends at or below the bytes of A's input still to be read."""
+    lo = _ring_reads(a, b)
+    row_out = b.params["out_w"] * b.params["out_c"]
+    return int((lo - (np.arange(len(lo)) + 1) * row_out).min())
+
+
+def ring_safe(a: Step, b: Step, in_off: int, out_off: int) -> bool:
+    return ring_shift(a, b) >= out_off - in_off
+
+
+def _ring_stack(a: Step, b: Step, add: bool) -> int:
+    window = ring_rows(b) * a.params["out_w"] * a.params["out_c"]
+    # tg_conv_ring_add: B's row before the ADD, and the ADD's two tables of rescaled inputs
+    return window + (b.params["out_w"] * b.params["out_c"] + 2 * 256 * 4 if add else 0)
+
+
+def _ring_options(program: Program, i: int, dies_here, out_of_reach) -> list[InPlace]:
+    """Step i and the convolution after it as a ring (its output apart, over step i's input, or
+    fused with the ADD after it into the skip tensor)."""
+    bufs, steps = program.buffers, program.steps
+    if i + 1 >= len(steps):
+        return []
+    a, b = steps[i], steps[i + 1]
+    if (b.op not in STREAMED_OPS or a.kernel not in RING_KINDS or b.kernel not in RING_KINDS
+            or b.inputs[0] != a.output or bufs[a.output].last != i + 1 or a.output in out_of_reach
+            or ring_rows(b) > a.params["out_h"] or _ring_reads(a, b) is None):
+        return []
+    x, kinds = a.inputs[0], (RING_KINDS[a.kernel], RING_KINDS[b.kernel])
+    opts = [InPlace(i, "ring", None, b.output, 0, _ring_stack(a, b, False), fused=i + 1, kinds=kinds)]
+    if dies_here(x, i) and b.output not in out_of_reach:
+        opts.append(InPlace(i, "ring streamed", x, b.output, ring_shift(a, b) // ALIGN * ALIGN,
+                            _ring_stack(a, b, False), fused=i + 1, kinds=kinds))
+    if i + 2 < len(steps):
+        add, y = steps[i + 2], b.output
+        if (add.op == "ADD" and add.kernel and not add.const_operands and add.params["broadcast"] == 0
+                and len(add.inputs) == 2 and add.inputs.count(y) == 1 and bufs[y].last == i + 2
+                and y not in out_of_reach):
+            skip = add.inputs[1 - add.inputs.index(y)]
+            if (dies_here(skip, i + 2) and bufs[skip].first < i and skip != a.output
+                    and bufs[skip].nbytes == bufs[add.output].nbytes == bufs[y].nbytes
+                    and (skip != x or ring_shift(a, b) >= 0)):
+                opts.append(InPlace(i, "ring+add", skip, add.output, 0, _ring_stack(a, b, True), fused=i + 1,
+                                    also=(i + 2,), kinds=kinds))
+    return opts
+
+
 # --- which forms are legal where --------------------------------------------------------
 
 def _options(program: Program) -> dict[int, list[InPlace]]:
@@ -169,6 +259,8 @@ def _options(program: Program) -> dict[int, list[InPlace]]:
                 if (skip != s.inputs[0] and dies_here(skip, i + 1) and bufs[skip].first < i
                         and bufs[skip].nbytes == bufs[a.output].nbytes == bufs[y].nbytes):
                     opts.append(InPlace(i, "conv+add", skip, a.output, 0, CONV_ADD_STACK_BYTES, fused=i + 1))
+        if s.op in STREAMED_OPS:
+            opts += _ring_options(program, i, dies_here, out_of_reach)
         if opts:
             options[i] = opts
     return options
@@ -178,12 +270,12 @@ def _place(program: Program, chosen: dict[int, InPlace], orders_tried: tuple[str
     """First fit of every group of tensors sharing bytes, for a few orders: (size, offsets,
     order name, group)."""
     bufs = program.buffers
-    gone = {program.steps[f.step].output for f in chosen.values() if f.fused is not None}
+    gone = _gone(program, chosen.values())
     life = {t: [b.first, b.last] for t, b in bufs.items() if t not in gone}
     for f in chosen.values():
         if f.fused is not None:
             life[f.dst][0] = f.step      # the sum is written during the convolution
-    parent = {f.dst: (f.src, f.shift) for f in chosen.values()}
+    parent = {f.dst: (f.src, f.shift) for f in chosen.values() if f.src is not None}
 
     def root(t: int) -> tuple[int, int]:
         rel = 0
@@ -255,7 +347,9 @@ def plan(program: Program, in_place: bool = True) -> MemoryPlan:
     def cost(chosen):
         key = frozenset(chosen.items())
         if key not in seen:
-            seen[key] = _place(program, chosen, SEARCH_ORDERS)[0], max((f.stack_bytes for f in chosen.values()), default=0)
+            stack = max((f.stack_bytes for f in chosen.values()), default=0)
+            # SRAM is the arena plus the largest kernel stack buffer: a form pays for its buffer
+            seen[key] = _place(program, chosen, SEARCH_ORDERS)[0] + stack, stack
         return seen[key]
 
     def descend(chosen):
@@ -264,13 +358,13 @@ def plan(program: Program, in_place: bool = True) -> MemoryPlan:
             improved = False
             for i, opts in options.items():
                 for f in [None, *opts]:
-                    trial = {j: g for j, g in chosen.items() if g.fused != i}
+                    trial = {j: g for j, g in chosen.items() if i not in _inside(g)}
                     if f is None:
                         trial.pop(i, None)
                     else:
-                        trial[i] = f
-                        if f.fused is not None:
-                            trial.pop(f.fused, None)   # the ADD runs inside this step now
+                        trial = {j: g for j, g in trial.items()
+                                 if j not in _inside(f) and not set(_inside(g)) & set(_inside(f))}
+                        trial[i] = f   # the steps f fuses run inside this step now
                     if trial == chosen:
                         continue
                     c = cost(trial)
@@ -302,7 +396,7 @@ def plan(program: Program, in_place: bool = True) -> MemoryPlan:
 def _lifetimes(program: Program, arena: MemoryPlan) -> dict[int, tuple[int, int]]:
     """(first write, last read) per tensor in the arena, with fused ADDs folded into their convolution."""
     life = {}
-    gone = {program.steps[f.step].output for f in arena.forms.values() if f.fused is not None}
+    gone = _gone(program, arena.forms.values())
     for t, b in program.buffers.items():
         if t not in gone:
             life[t] = (b.first, b.last)
@@ -338,6 +432,27 @@ def check_plan(program: Program, arena: MemoryPlan) -> None:
                 raise AotError(f"internal: step {i} ({s.op}) cannot run fused with the ADD after it")
             allowed[(f.src, f.dst)] = lambda f=f: (arena.offsets[f.src] == arena.offsets[f.dst]
                                                    and bufs[f.src].nbytes == bufs[f.dst].nbytes)
+        elif f.form in ("ring", "ring streamed", "ring+add"):
+            b = program.steps[f.fused]
+            if (s.kernel not in RING_KINDS or b.op not in STREAMED_OPS or b.inputs[0] != s.output
+                    or f.dst != (program.steps[f.also[0]].output if f.also else b.output)):
+                raise AotError(f"internal: steps {i} and {f.fused} cannot run as a ring")
+            x = s.inputs[0]
+
+            def ring_proof(t, s=s, b=b, f=f, x=x, i=i):
+                # B's rows land on A's input only past what A has read; the sum takes the skip's bytes
+                ends = (f.also[-1] if t == f.src else i) if f.form == "ring+add" else i
+                over_x = (t == x and bufs[x].last <= ends and x not in program.outputs
+                          and ring_safe(s, b, arena.offsets[x], arena.offsets[f.dst]))
+                same = (f.form == "ring+add" and t == f.src and arena.offsets[t] == arena.offsets[f.dst]
+                        and bufs[t].nbytes == bufs[f.dst].nbytes)
+                if f.form == "ring+add" and t == f.src == x:
+                    return over_x and same
+                return over_x or same
+            if f.form != "ring":
+                allowed[(x, f.dst)] = lambda t=x, p=ring_proof: p(t)
+                if f.src is not None and f.src != x:
+                    allowed[(f.src, f.dst)] = lambda t=f.src, p=ring_proof: p(t)
         else:
             raise AotError(f"internal: unknown in-place form {f.form}")
     ts = sorted(life)

@@ -8,7 +8,7 @@ import numpy as np
 from .. import __version__
 from ..resources import resource_dir, template_env
 from .lower import KERNEL_DIR, Program, Step
-from .plan import MemoryPlan
+from .plan import MemoryPlan, ring_rows
 from .size import param_bytes
 
 
@@ -21,6 +21,9 @@ def _call(s: Step, arena: MemoryPlan, steps: list[Step], i: int) -> str:
     def at(t: int, ctype: str, const: bool) -> str:
         return f"({'const ' if const else ''}{ctype}*)ARENA({arena.offsets[t]})"
     p = f"&op{s.op_index}_params"
+    ring = _ring_call(s, arena, steps, i, at)
+    if ring:
+        return ring
     if i in arena.fused_steps:
         conv = next(steps[f.step] for f in arena.forms.values() if f.fused == i)
         return f"// op {s.op_index}'s ADD runs inside op {conv.op_index}'s tg_conv2d_add"
@@ -40,6 +43,25 @@ def _call(s: Step, arena: MemoryPlan, steps: list[Step], i: int) -> str:
     out_type = "float" if s.kernel == "tg_dequantize" else "int8_t"
     args = ", ".join(o if isinstance(o, str) else at(o, in_type, True) for o in operands)
     return f"{s.kernel}({p}, {args}, {at(s.output, out_type, False)});"
+
+
+def _ring_call(s: Step, arena: MemoryPlan, steps: list[Step], i: int, at) -> str | None:
+    """A ring form's call, at its first convolution (the steps inside it: a comment), or None."""
+    host = next((f for f in arena.forms.values() if f.form.startswith("ring") and i in (f.step, f.fused, *f.also)), None)
+    if host is None:
+        return None
+    a, b = steps[host.step], steps[host.fused]
+    if i != host.step:
+        return f"// op {s.op_index} runs inside op {a.op_index}'s {b.kernel}"
+    window = ring_rows(b) * a.params["out_w"] * a.params["out_c"]
+    head = (f"{{ static const tg_ring_params ring = {{&op{a.op_index}_params, &op{b.op_index}_params, "
+            f"{host.kinds[0]}, {host.kinds[1]}, {ring_rows(b)}}}; int8_t window[{window}]; ")
+    if host.also:
+        add = steps[host.also[0]]
+        return (head + f"int8_t line[{b.params['out_w'] * b.params['out_c']}]; tg_conv_ring_add(&ring, "
+                f"&op{add.op_index}_params, window, line, {at(a.inputs[0], 'int8_t', True)}, "
+                f"{at(host.src, 'int8_t', False)}); }}")
+    return head + f"tg_conv_ring(&ring, window, {at(a.inputs[0], 'int8_t', True)}, {at(b.output, 'int8_t', False)}); }}"
 
 
 def _io(program: Program, arena: MemoryPlan, t: int) -> dict:

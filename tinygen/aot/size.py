@@ -42,6 +42,8 @@ CALLS = {
     "tg_conv2d_backwards": ("tg_conv.c", "tg_conv2d_backwards((const tg_conv_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_depthwise_conv2d_backwards": ("tg_conv.c", "tg_depthwise_conv2d_backwards((const tg_conv_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_conv2d_add": ("tg_conv.c", "tg_conv2d_add((const tg_conv_params*)sink, (const tg_binary_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
+    "tg_conv_ring": ("tg_ring.c", "tg_conv_ring((const tg_ring_params*)sink, (int8_t*)sink, (const int8_t*)sink, (int8_t*)sink);"),
+    "tg_conv_ring_add": ("tg_ring.c", "tg_conv_ring_add((const tg_ring_params*)sink, (const tg_binary_params*)sink, (int8_t*)sink, (int8_t*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_fully_connected": ("tg_fully_connected.c", "tg_fully_connected((const tg_fully_connected_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_average_pool2d": ("tg_pool.c", "tg_average_pool2d((const tg_pool_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_max_pool2d": ("tg_pool.c", "tg_max_pool2d((const tg_pool_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),

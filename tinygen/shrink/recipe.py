@@ -117,6 +117,18 @@ def top1_score(outputs: np.ndarray, labels: np.ndarray | None, teacher_top1: np.
     return float(np.mean(top1(outputs) == ref))
 
 
+def fit_as_built(tflite: bytes, board: Board, runtime: str = "tflm"):
+    """The fit check the build makes of this model (for TFLM, with the memory plan `--tflm-plan auto`
+    picks), so that a candidate judged to fit is one whose firmware fits."""
+    from ..tflm.arena import Target
+    from ..tflm.offline_plan import choose
+
+    if runtime == "aot":
+        return check_fit(parse(tflite), board, runtime="aot", model_bytes=tflite)
+    model_bytes, graph, choice = choose(tflite, parse(tflite), Target.for_board(board), "auto")
+    return check_fit(graph, board, model_bytes=model_bytes, memory_plan=choice)
+
+
 def evaluate(model, board: Board, val: Dataset, teacher_top1: np.ndarray, calibration: Dataset,
              width: float, seconds: float, quantization: str = "ptq", float_model=None,
              runtime: str = "tflm") -> tuple[Candidate, bytes]:
@@ -128,7 +140,7 @@ def evaluate(model, board: Board, val: Dataset, teacher_top1: np.ndarray, calibr
         tflite = quantize_mod.quantize(ModelSource(Path("model.keras"), "keras"), calibration, model)
         float_out = (float_model or model).predict(val.x, batch_size=256, verbose=0)
     g = parse(tflite)
-    report = check_fit(g, board, runtime=runtime, model_bytes=tflite if runtime == "aot" else None)
+    report = fit_as_built(tflite, board, runtime)
     int8_out = int8_predict(tflite, g, val.x)
     kind = "labels" if val.y is not None else "agreement with the original's top-1"
     return Candidate(width, 0.0, quantization, top1_score(float_out, val.y, teacher_top1),

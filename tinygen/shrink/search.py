@@ -24,7 +24,7 @@ from ..model.graph import parse
 from ..tflm.interpreter import int8_predict
 from .cluster import INDEX_BITS, cluster_bits, granularities
 from .distill import distill
-from .recipe import Candidate, evaluate, keras_bytes, qat, top1_score
+from .recipe import Candidate, evaluate, fit_as_built, keras_bytes, qat, top1_score
 from .width import prune_filters, scale_width
 
 
@@ -150,8 +150,7 @@ def search(board: Board, teacher, teacher_hash: str, train: Dataset, val: Datase
             if hit is not None:
                 cand, tflite, student_bytes = hit
                 # the cache holds what training made; the fit depends on the board: measure it again
-                report = check_fit(parse(tflite), board, runtime=runtime,
-                                   model_bytes=tflite if runtime == "aot" else None)
+                report = fit_as_built(tflite, board, runtime)
                 cand.flash_bytes, cand.sram_bytes, cand.fits = (report.flash.total_bytes, report.sram.total_bytes,
                                                                 report.fits)
             else:

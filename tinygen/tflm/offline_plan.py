@@ -182,8 +182,8 @@ def _name(n) -> str:
 
 
 def choose(model_bytes: bytes, g: Graph, target: Target, asked: str = "auto") -> tuple[bytes, Graph, PlanChoice]:
-    """The model with the memory plan `asked` for ("auto": whichever arena is smaller on `target`,
-    TFLM's greedy plan on a tie), its graph, and both arenas."""
+    """The model with the memory plan `asked` for ("auto": whichever needs the smaller arena on `target`
+    while AllocateTensors runs, TFLM's greedy plan on a tie), its graph, and both arenas."""
     if asked not in PLANS:
         raise TinygenError(f"--tflm-plan must be one of {', '.join(PLANS)}, not '{asked}'.")
     given = read_offsets(model_bytes, g) if g.has_offline_plan else None
@@ -191,7 +191,8 @@ def choose(model_bytes: bytes, g: Graph, target: Target, asked: str = "auto") ->
     planned = given_plan = None
     if g.subgraph_count == 1:
         planned = plan_offline(g, target)
-        check_offsets(plan_arena(g, target, planned.offsets))   # proven safe before any model carries it
+        offline_full = plan_arena(g, target, planned.offsets)
+        check_offsets(offline_full)   # proven safe before any model carries it
     elif asked == "offline":
         plan_offline(g, target)     # says why not
     offline_arena = greedy.tail_bytes + planned.head_bytes if planned is not None else None
@@ -199,8 +200,10 @@ def choose(model_bytes: bytes, g: Graph, target: Target, asked: str = "auto") ->
         given_plan = plan_arena(g, target, given)
     used = asked
     if asked == "auto":
-        used = "offline" if planned is not None and offline_arena < greedy.used_bytes else "greedy"
-        if given_plan is not None and given_plan.used_bytes <= min(greedy.used_bytes, offline_arena or greedy.used_bytes):
+        # by the arena the firmware reserves: AllocateTensors' peak (required_bytes), not what stays in use
+        used = "offline" if planned is not None and offline_full.required_bytes < greedy.required_bytes else "greedy"
+        best = min(greedy.required_bytes, offline_full.required_bytes if planned is not None else greedy.required_bytes)
+        if given_plan is not None and given_plan.required_bytes <= best:
             used = "model"    # the plan it came with is no worse: keep the model as it is
     if used == "model":
         out = model_bytes

@@ -175,25 +175,21 @@ void tg_lut_fully_connected_4(const tg_fully_connected_lut_params* p, const int8
   for (int32_t b = 0; b < q.batches; b++, in += depth, out += q.out_depth) {
     int32_t o = 0;
 #if TG_DSP
-    for (; o + 4 <= q.out_depth; o += 4) {
+    // two rows per pass: with four, GCC spills the sums and table words on every step
+    for (; o + 2 <= q.out_depth; o += 2) {
       const uint8_t* w0 = p->w.indices + o * row_bytes;
       const uint8_t* w1 = w0 + row_bytes;
-      const uint8_t* w2 = w1 + row_bytes;
-      const uint8_t* w3 = w2 + row_bytes;
-      int32_t s0 = q.folded_bias[o], s1 = q.folded_bias[o + 1], s2 = q.folded_bias[o + 2], s3 = q.folded_bias[o + 3];
-      for (int32_t i = 0; i < depth; i += 4, w0 += 2, w1 += 2, w2 += 2, w3 += 2) {
-        uint32_t x;
-        memcpy(&x, in + i, 4);
-        const uint32_t x02 = tg_sxtb16(x), x13 = tg_sxtb16_ror8(x);
+      int32_t s0 = q.folded_bias[o], s1 = q.folded_bias[o + 1];
+      const int8_t* x = in;
+      for (int32_t k = depth >> 2; k > 0; k--, w0 += 2, w1 += 2, x += 4) {
+        uint32_t xw;
+        memcpy(&xw, x, 4);
+        const uint32_t x02 = tg_sxtb16(xw), x13 = tg_sxtb16_ror8(xw);
         s0 = tg_smlad(pair[w0[0]], x02, tg_smlad(pair[w0[1]], x13, s0));
         s1 = tg_smlad(pair[w1[0]], x02, tg_smlad(pair[w1[1]], x13, s1));
-        s2 = tg_smlad(pair[w2[0]], x02, tg_smlad(pair[w2[1]], x13, s2));
-        s3 = tg_smlad(pair[w3[0]], x02, tg_smlad(pair[w3[1]], x13, s3));
       }
       out[o] = fc_out(&q, s0, o);
       out[o + 1] = fc_out(&q, s1, o + 1);
-      out[o + 2] = fc_out(&q, s2, o + 2);
-      out[o + 3] = fc_out(&q, s3, o + 3);
     }
 #endif
     for (; o < q.out_depth; o++) {

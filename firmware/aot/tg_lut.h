@@ -31,6 +31,7 @@ void tg_lut_decode(const tg_lut_weights* w, int32_t first, int32_t n, int8_t* ds
 
 typedef struct {
   tg_conv_params conv;       // conv.filter is NULL: the kernel points it at the decoded weights
+                             // (tg_lut_pointwise reads only conv.folded_bias; conv.bias is NULL)
   tg_lut_weights w;
 } tg_conv_lut_params;
 

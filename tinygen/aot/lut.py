@@ -29,6 +29,7 @@ KERNELS = ("tg_lut_conv2d", "tg_lut_conv2d_1x1", "tg_lut_depthwise_conv2d", "tg_
            "tg_lut_fully_connected", "tg_lut_fully_connected_4")
 # where each LUT kernel is, and the files it calls into
 WHOLE = ("tg_lut_conv2d", "tg_lut_conv2d_1x1", "tg_lut_depthwise_conv2d")
+FOLDED_ONLY = ("tg_lut_pointwise", "tg_lut_fully_connected", "tg_lut_fully_connected_4")
 # the core whose measured kernel sizes weigh a LUT kernel's code against the bytes it saves
 DECISION_CORE = "cortex-m4"
 
@@ -172,14 +173,19 @@ def _apply(step: Step, packed: Packed, filt: np.ndarray, dense_bytes: int) -> No
     channels = step.params["out_depth"] if fc else step.params["out_c"]
     if not np.array_equal(decode(packed, filt.size, channels, depthwise), filt.reshape(-1)):
         raise AotError(f"internal: the look-up-table weights of op {step.op_index} do not decode to its weights")
+    # these kernels read only the folded bias (the dense bias serves border windows, which they have none of)
+    folded_only = packed.kernel in FOLDED_ONLY
     arrays = []
     for name, ctype, values in step.arrays:
+        if folded_only and name == f"{k}_bias":
+            continue
         if name == f"{k}_filter":
             arrays += [(f"{k}_indices", "uint8_t", packed.indices), (f"{k}_table", "int8_t", packed.table)]
         else:
             arrays.append((name, ctype, values))
     base = "fc" if fc else "conv"
-    params = {f"{base}.{key}": ("NULL" if key == "filter" else v) for key, v in step.params.items()}
+    params = {f"{base}.{key}": ("NULL" if key == "filter" or (key == "bias" and folded_only) else v)
+              for key, v in step.params.items()}
     n = filt.size
     params.update({"w.indices": f"{k}_indices", "w.table": f"{k}_table", "w.bits": packed.bits,
                    "w.entries": packed.entries, "w.count": n, "w.per_channel": int(packed.per_channel),
@@ -226,7 +232,10 @@ def choose(program: Program) -> dict[int, Packed]:
             # connected layer about as fast as dense weights instead of decoding every weight
             fast = [c for c in options if c.kernel == "tg_lut_fully_connected_4" and c.nbytes <= p.nbytes + 16]
             p = fast[0] if fast else p
-            if p.nbytes < filt.size:
+            # a fully connected layer reads each weight once per inference, so decoding them costs
+            # about three times the dense kernel's instructions: worth it for a third of the bytes
+            slow = p.kernel == "tg_lut_fully_connected" and 3 * p.nbytes > 2 * filt.size
+            if p.nbytes < filt.size and not slow:
                 best[i] = (p, np.asarray(filt), filt.size)
     # a LUT kernel stays only if its layers save more than the code it brings
     for kernel in sorted({p.kernel for p, _, _ in best.values()}):

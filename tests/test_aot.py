@@ -248,9 +248,11 @@ def test_fit_knows_the_aot_runtime(shared_models):
     assert j["sram"]["arena_bytes"] < tflm["sram"]["arena_bytes"]
     assert j["flash"]["total_bytes"] < tflm["flash"]["total_bytes"]
     # the planner runs VWW's convolutions over their inputs, some of them backwards (last pixel first);
-    # its pointwise convolutions that run forwards pair pixels across rows
+    # its pointwise convolutions that run forwards pair pixels across rows; the five largest hold at
+    # most 32 values per channel, stored as 5-bit indices (aot/lut.py), and run no in-place form
     assert j["aot"]["kernels"] == sorted(["tg_conv2d_1x1", "tg_conv2d_backwards", "tg_depthwise_conv2d_backwards",
-                                          "tg_average_pool2d", "tg_fully_connected", "tg_softmax"])
+                                          "tg_average_pool2d", "tg_fully_connected", "tg_softmax",
+                                          "tg_lut_pointwise", "tg_depthwise_conv2d"])
 
 
 def test_aot_project_for_the_bundled_example(tmp_path):

@@ -169,3 +169,6 @@ void tg_concatenation(const tg_concat_params* p, const void* const* ins, void* o
 #endif
 
 #endif  // TG_KERNELS_H_
+
+// The kernels over look-up-table weights (clustered models), declared apart.
+#include "tg_lut.h"

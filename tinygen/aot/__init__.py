@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..model.graph import Graph
+from . import lut
 from .lower import ALIAS_OPS, KERNEL_DIR, KERNELS, MATCHES, AotError, Program, Step, lower, quantize_multiplier  # noqa: F401
 from .plan import InPlace, MemoryPlan, check_plan, plan  # noqa: F401
 from .render import kernel_sources, render
@@ -87,8 +88,15 @@ def _skip_first(add: Step, y: int) -> None:
 
 def compile(graph: Graph, model_bytes: bytes, match: str = "tflm", model_name: str = "model") -> Compiled:  # noqa: A001
     """Lower, plan and render `graph`. An AotError names the first thing the runtime cannot run."""
+    folded = lut.fold_decode(model_bytes) if any(o.op == lut.DECODE_OP for o in graph.operators) else None
+    if folded is not None:      # TFLM's compressed tensors: their DECODE ops folded into dense weights
+        from ..model.graph import parse
+
+        graph, model_bytes = parse(folded, model_name), folded
     program = lower(graph, model_bytes, match)
+    chosen = lut.choose(program)
     arena = plan(program)
+    arena.stack_bytes = max(arena.stack_bytes, lut.stack_bytes(program, chosen))
     check_plan(program, arena)
     use_forms(program, arena)
     files = render(program, arena, model_name)

@@ -132,6 +132,7 @@ class Step:
     in_place_ok: bool = False    # output may share its first input's bytes
     comment: str = ""
     const_operands: dict[int, str] = field(default_factory=dict)   # operand position -> const array in flash
+    needs: tuple[str, ...] = ()  # further kernel files the kernel calls into (a LUT kernel: the dense one's)
 
 
 @dataclass
@@ -146,7 +147,7 @@ class Program:
 
     @property
     def sources(self) -> list[str]:
-        return sorted({s.source for s in self.steps if s.source})
+        return sorted({s.source for s in self.steps if s.source} | {n for s in self.steps for n in s.needs})
 
     @property
     def kernels(self) -> list[str]:
@@ -155,7 +156,7 @@ class Program:
     @property
     def weight_bytes(self) -> int:
         """Flash the const arrays take as C: int8_t one byte an element, int32_t and float four."""
-        return sum(a[2].size * (1 if a[1] == "int8_t" else 4) for s in self.steps for a in s.arrays)
+        return sum(a[2].size * (1 if a[1] in ("int8_t", "uint8_t") else 4) for s in self.steps for a in s.arrays)
 
 
 def _buffers_data(model_bytes: bytes) -> list[bytes]:

@@ -237,6 +237,8 @@ def _options(program: Program) -> dict[int, list[InPlace]]:
     for i, s in enumerate(steps):
         if s.kernel is None or s.output in program.inputs:
             continue
+        if s.kernel.startswith("tg_lut_"):
+            continue     # the LUT kernels (aot/lut.py) run no in-place form
         opts = []
         if s.in_place_ok:
             for k, t in enumerate(s.inputs):

@@ -58,6 +58,12 @@ CALLS = {
     "tg_softmax": ("tg_softmax.c", "tg_softmax((const tg_softmax_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_pad": ("tg_shape.c", "tg_pad((const tg_pad_params*)sink, (const void*)sink, (void*)sink);"),
     "tg_concatenation": ("tg_shape.c", "tg_concatenation((const tg_concat_params*)sink, (const void* const*)sink, (void*)sink);"),
+    "tg_lut_conv2d": ("tg_lut_conv.c", "tg_lut_conv2d((const tg_conv_lut_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
+    "tg_lut_conv2d_1x1": ("tg_lut_conv.c", "tg_lut_conv2d_1x1((const tg_conv_lut_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
+    "tg_lut_depthwise_conv2d": ("tg_lut_conv.c", "tg_lut_depthwise_conv2d((const tg_conv_lut_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
+    "tg_lut_pointwise": ("tg_lut.c", "tg_lut_pointwise((const tg_conv_lut_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
+    "tg_lut_fully_connected": ("tg_lut.c", "tg_lut_fully_connected((const tg_fully_connected_lut_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
+    "tg_lut_fully_connected_4": ("tg_lut.c", "tg_lut_fully_connected_4((const tg_fully_connected_lut_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
 }
 
 # sizeof() of each parameter block on a 32-bit core: int32 fields and 4-byte pointers
@@ -66,6 +72,8 @@ PARAM_BYTES = {
     "tg_conv_params": 28 * 4, "tg_fully_connected_params": 15 * 4, "tg_pool_params": 13 * 4,
     "tg_mean_params": 10 * 4, "tg_binary_params": 23 * 4, "tg_softmax_params": 5 * 4,
     "tg_logistic_params": 5 * 4, "tg_quantize_params": 32, "tg_pad_params": 14 * 4, "tg_concat_params": 3 * 4,
+    # the LUT kernels' (tg_lut.h): the dense block and a tg_lut_weights of two pointers and six int32
+    "tg_conv_lut_params": 27 * 4 + 8 * 4, "tg_fully_connected_lut_params": 15 * 4 + 8 * 4,
 }
 
 

@@ -1,0 +1,183 @@
+"""Look-up-table weights in the AOT runtime (tinygen/aot/lut.py, firmware/aot/tg_lut*.c): a
+clustered int8 model, and the same model in TFLM's compressed-tensor format, compiled with each
+weight tensor stored as packed b-bit indices into per-tensor or per-channel tables, every kernel
+form run and compared byte for byte with the tflite-micro interpreter and TFLite; in QEMU the
+Cortex-M4 build (its DSP paths, the assembly included) and the fit check's flash against the
+linked image."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import needs
+from test_aot import _differ, _inputs, _tflm
+from test_cli import run as cli
+
+from tinygen import aot
+from tinygen.aot import host as hostrun
+from tinygen.aot import lut
+from tinygen.model.graph import parse
+from tinygen.shrink.cluster import cluster_tensor
+
+# op index -> (kernel, index bits, per-channel tables)
+FORMS = {
+    0: ("tg_lut_conv2d", 6, False),               # 3x3 convolution, decoded whole
+    1: ("tg_lut_pointwise", 1, True),             # 1x1, 48 -> 128: two filters at a time
+    2: ("tg_lut_depthwise_conv2d", 2, True),      # per-channel tables along the innermost axis
+    3: ("tg_lut_conv2d_1x1", 7, False),
+    6: ("tg_lut_fully_connected_4", 4, False),    # 720 -> 42: index pairs, four rows and two more
+    7: ("tg_lut_fully_connected", 3, True),       # 42 -> 300
+    8: ("tg_lut_fully_connected", 5, False),      # 300 -> 10: two chunks of columns, two rows left over
+}
+CLUSTERS = {0: (50, None), 1: (2, 0), 2: (3, 3), 3: (100, None), 6: (16, None), 7: (6, 0), 8: (20, None)}
+
+
+@pytest.fixture(scope="module")
+def lut_model() -> bytes:
+    """A small int8 network with one layer per LUT kernel form, its weights clustered to the
+    distinct values of CLUSTERS (per tensor, or per output channel along the given axis)."""
+    from tinymodels import _seed_weights, int8
+
+    from tinygen.model.tf import keras
+
+    k = keras()
+    L = k.layers
+    _seed_weights(31)
+    inp = L.Input((12, 10, 8), batch_size=1)
+    x = L.Conv2D(48, 3, padding="same", activation="relu")(inp)
+    x = L.Conv2D(128, 1, activation="relu")(x)
+    x = L.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
+    x = L.Conv2D(24, 1)(x)
+    x = L.AveragePooling2D(2)(x)
+    x = L.Flatten()(x)
+    x = L.Dense(42, activation="relu")(x)
+    x = L.Dense(300, activation="relu")(x)
+    model = int8(k.Model(inp, L.Dense(10)(x)))
+    return _clustered(model, CLUSTERS)
+
+
+def _clustered(model: bytes, clusters: dict[int, tuple[int, int | None]]) -> bytes:
+    """`model` with the weights of the ops in `clusters` clustered in place (the same bytes
+    otherwise: the flatbuffer's weight buffers are overwritten through a NumPy view)."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    g = parse(model)
+    buf = bytearray(model)
+    fb = schema.Model.GetRootAs(buf, 0)
+    for o in g.operators:
+        if o.index in clusters:
+            n, axis = clusters[o.index]
+            t = g.tensors[o.inputs[1]]
+            data = fb.Buffers(t.buffer).DataAsNumpy()
+            w = data.view(np.int8).reshape(t.shape)
+            data[:] = cluster_tensor(w, n, axis, keep_zero=False).reshape(-1).view(np.uint8)
+    return bytes(buf)
+
+
+def _chosen(compiled) -> dict[int, tuple[str, int, bool]]:
+    return {s.op_index: (s.kernel, s.params["w.bits"], bool(s.params["w.per_channel"]))
+            for s in compiled.program.steps if s.kernel and s.kernel.startswith("tg_lut_")}
+
+
+@needs("cc")
+@pytest.mark.parametrize("dsp", [False, True], ids=["plain-c", "dsp-emulated"])
+def test_every_lut_form_is_bit_exact_with_tflite_micro_and_tflite(lut_model, dsp, tmp_path):
+    from tinygen.model.evaluate import tflite_reference
+
+    hm, compiled = hostrun.compile_model(lut_model, "lut", tmp_path, emulate_dsp=dsp)
+    assert _chosen(compiled) == FORMS
+    source = compiled.files["tg_model.c"]
+    assert source.count("; weights: ") == len(FORMS)
+    assert "4-bit index pairs into one table of 16" in source and "1-bit indices into one table per output channel" in source
+    # flash holds exactly the packed indices and tables where the dense filters were
+    dense = aot.lower(parse(lut_model), lut_model)
+    filters = sum(v.size for s in dense.steps if s.op_index in FORMS for n, _, v in s.arrays if n.endswith("_filter"))
+    packed = sum(v.size for s in compiled.program.steps for n, _, v in s.arrays if n.endswith(("_indices", "_table")))
+    # kernels that read only the folded bias drop the plain one
+    biases = sum(v.size * 4 for s in dense.steps if FORMS.get(s.op_index, ("",))[0] in lut.FOLDED_ONLY
+                 for n, _, v in s.arrays if n == f"op{s.op_index}_bias")
+    assert biases > 0
+    assert compiled.weight_bytes == dense.weight_bytes - filters - biases + packed < dense.weight_bytes
+    xs = _inputs(hm, 40, seed=5)
+    out, _ = hm.run(xs)
+    assert _differ(out, _tflm(lut_model, xs)) == 0
+    # TFLite requantizes FULLY_CONNECTED with one rounding: the runtime matches it when asked to
+    hm2, _ = hostrun.compile_model(lut_model, "lut", tmp_path / "tflite", match="tflite", emulate_dsp=dsp)
+    out2, _ = hm2.run(xs)
+    assert _differ(out2, tflite_reference(lut_model, xs)) == 0
+
+
+@needs("cc")
+def test_a_tflm_compressed_model_is_folded_and_packed_the_same(lut_model, tmp_path):
+    """TFLM's compressed tensors (TFLM_DECODE ops, MSB-first indices, tables as the weight is
+    quantized) decode to the clustered weights, the interpreter agrees, and the AOT runtime
+    stores and runs them as it does the clustered .tflite."""
+    from tinygen.tflm import compress
+
+    g = parse(lut_model)
+    c = compress.compress(lut_model, g)
+    assert any(o.op == lut.DECODE_OP for o in parse(c.model).operators)
+    folded = parse(lut.fold_decode(c.model))
+    assert not any(o.op == lut.DECODE_OP for o in folded.operators)
+    low = aot.lower(g, lut_model)
+    low_folded = aot.lower(folded, lut.fold_decode(c.model))
+    for a, b in zip(low.steps, low_folded.steps):
+        for (na, _, va), (nb, _, vb) in zip(a.arrays, b.arrays):
+            assert na == nb and np.array_equal(va, vb)
+    hm, compiled = hostrun.compile_model(c.model, "lut_compressed", tmp_path, emulate_dsp=True)
+    assert _chosen(compiled) == FORMS
+    xs = _inputs(hm, 20, seed=9)
+    out, _ = hm.run(xs)
+    assert _differ(out, _tflm(c.model, xs)) == 0
+    assert _differ(out, _tflm(lut_model, xs)) == 0
+
+
+def test_packing_round_trips_for_every_width():
+    rng = np.random.default_rng(0)
+    for bits in range(1, 8):
+        idx = rng.integers(0, 1 << bits, size=1001)
+        assert np.array_equal(lut.decode_stream(lut.pack_stream(idx, bits), bits, idx.size), idx)
+        assert lut.pack_stream(idx, bits).size == (idx.size * bits + 7) // 8
+
+
+def test_a_layer_that_saves_less_than_the_kernel_code_stays_dense(lut_model, monkeypatch):
+    """The rule counts code: a clustered layer too small to pay for its LUT kernel is dense,
+    and would not be if the code were free."""
+    from tinymodels import _seed_weights, int8
+
+    from tinygen.model.tf import keras
+
+    k = keras()
+    _seed_weights(32)
+    inp = k.layers.Input((6, 6, 3), batch_size=1)
+    model = int8(k.Model(inp, k.layers.Conv2D(4, 3)(inp)), per_channel=False)
+    small = _clustered(model, {0: (4, None)})
+    assert not _chosen(aot.compile(parse(small), small))
+    monkeypatch.setattr(lut, "_code_bytes", lambda kernels: 0)
+    assert _chosen(aot.compile(parse(small), small))
+
+
+def test_lut_kernels_add_their_stack_to_the_fit(lut_model):
+    compiled = aot.compile(parse(lut_model), lut_model)
+    # the largest: the 3x3 filter decoded whole (3456 bytes) and its copy of the parameters
+    assert compiled.arena.stack_bytes == 3456 + 27 * 4
+
+
+@needs("arm-none-eabi-gcc")
+@needs("qemu-system-arm")
+def test_qemu_runs_every_lut_form_and_the_flash_is_the_linked_image(lut_model, tmp_path):
+    """Cross-compiled for the Cortex-M4 (DSP paths, tg_dot2x2_step_s8's assembly), run in QEMU,
+    every output equal to the host interpreter's; the fit check's flash against arm-none-eabi-size,
+    with the tolerance of the dense AOT firmware (tests/test_aot.py::test_qemu_end_to_end)."""
+    model = tmp_path / "lut.tflite"
+    model.write_bytes(lut_model)
+    r = cli("run", "--board", "mps2-an386", "--model", model, "--runtime", "aot", "--vectors", "10",
+            "--out", tmp_path / "fw", "--json")
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert j["vectors"] == 10 and j["mismatches"] == 0
+    assert j["flash_bytes"] <= j["estimate"]["flash_bytes"] <= j["flash_bytes"] + 1536
+    assert (tmp_path / "fw" / "aot" / "tg_model.c").read_text().count("; weights: ") == len(FORMS)

@@ -247,12 +247,15 @@ def test_fit_knows_the_aot_runtime(shared_models):
     assert j["runtime"] == "aot" and tflm["runtime"] == "tflm"
     assert j["sram"]["arena_bytes"] < tflm["sram"]["arena_bytes"]
     assert j["flash"]["total_bytes"] < tflm["flash"]["total_bytes"]
-    # the planner runs VWW's convolutions over their inputs, some of them backwards (last pixel first);
-    # its pointwise convolutions that run forwards pair pixels across rows; the five largest hold at
-    # most 32 values per channel, stored as 5-bit indices (aot/lut.py), and run no in-place form
-    assert j["aot"]["kernels"] == sorted(["tg_conv2d_1x1", "tg_conv2d_backwards", "tg_depthwise_conv2d_backwards",
-                                          "tg_average_pool2d", "tg_fully_connected", "tg_softmax",
-                                          "tg_lut_pointwise", "tg_depthwise_conv2d"])
+    # the planner runs VWW's convolutions over their inputs, some of them backwards (last pixel first),
+    # and three pairs as rings (tg_conv_ring: the first's output a window of rows on the stack, which
+    # the first conv, a plain tg_conv2d, fills); the five largest pointwise layers hold at most 32
+    # values per channel, stored as 5-bit indices (aot/lut.py), and run no in-place form
+    assert j["aot"]["kernels"] == sorted(["tg_conv2d", "tg_conv2d_1x1", "tg_conv2d_1x1_backwards", "tg_conv_ring",
+                                          "tg_depthwise_conv2d", "tg_depthwise_conv2d_backwards",
+                                          "tg_average_pool2d", "tg_fully_connected", "tg_softmax", "tg_lut_pointwise"])
+    assert sorted(set(j["aot"]["in_place_forms"].values())) == ["element-wise", "ring streamed", "streamed",
+                                                                "streamed backwards"]
 
 
 def test_aot_project_for_the_bundled_example(tmp_path):

@@ -33,34 +33,9 @@ static inline output_stage output_stage_of(const tg_conv_params* p) {
   return o;
 }
 
-// round(a * b / 2^32), halves up: SMMULR.
-static inline int32_t smmulr(int32_t a, int32_t b) {
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(TG_NO_ASM)
-  int32_t r;
-  __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
-  return r;
-#else
-  return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
-#endif
-}
-
-// TFLite's two roundings in 32-bit steps, exact where the host proved |acc| < 2^30 and e >= 1
-// for the layer (tinygen/aot/lower.py, fast_rounding): SMMULR(2 acc, m) = (acc m + 2^30) >> 31
-// is SaturatingRoundingDoublingHighMul(acc, m); then y / 2^e rounded half away from zero is
-// (y - [y < 0] + 2^(e-1)) >> e, and adding out_offset * 2^e before the shift adds out_offset
-// after. The channel's word w holds that constant times 256 plus e: add w >> 8, shift by w's
-// low byte (what ASR by a register reads: one instruction each).
+// The one-multiply stage (tg_fixedpoint.h's tg_requant_rounded), where the host proved it exact.
 static inline int32_t requant_rounded(const output_stage* o, int32_t acc, int32_t channel) {
-  const int32_t w = o->rounding[channel];
-  int32_t y = smmulr((int32_t)((uint32_t)acc << 1), o->multiplier[channel]);  // wraps only where m is 0
-  y += y >> 31;
-  y += w >> 8;
-#if defined(__thumb2__) && !defined(TG_NO_ASM)
-  __asm__("asr %0, %0, %1" : "+r"(y) : "r"(w));
-  return y;
-#else
-  return y >> (w & 0xFF);
-#endif
+  return tg_requant_rounded(acc, o->multiplier[channel], o->rounding[channel]);
 }
 
 // Stack for a copied window: a border window (k_h * k_w * in_c bytes), two gathered windows

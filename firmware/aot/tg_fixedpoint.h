@@ -51,6 +51,35 @@ static inline int32_t tg_requant(int32_t x, int32_t multiplier, int32_t shift) {
   return tg_rdbpot((int32_t)(((int64_t)x * multiplier + ((int64_t)1 << 30)) >> 31), -shift);
 }
 
+// round(a * b / 2^32), halves up: SMMULR.
+static inline int32_t tg_smmulr(int32_t a, int32_t b) {
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(TG_NO_ASM)
+  int32_t r;
+  __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+#else
+  return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+#endif
+}
+
+// TFLite's two roundings plus the output offset in 32-bit steps, exact where the host proved
+// |acc| < 2^30 and e >= 1 for the layer (tinygen/aot/lower.py, fast_rounding): SMMULR(2 acc, m)
+// = (acc m + 2^30) >> 31 is SaturatingRoundingDoublingHighMul(acc, m); then y / 2^e rounded half
+// away from zero is (y - [y < 0] + 2^(e-1)) >> e, and adding out_offset * 2^e before the shift
+// adds out_offset after. The channel's word w holds that constant times 256 plus e: add w >> 8,
+// shift by w's low byte (what ASR by a register reads: one instruction each).
+static inline int32_t tg_requant_rounded(int32_t acc, int32_t multiplier, int32_t w) {
+  int32_t y = tg_smmulr((int32_t)((uint32_t)acc << 1), multiplier);  // wraps only where m is 0
+  y += y >> 31;
+  y += w >> 8;
+#if defined(__thumb2__) && !defined(TG_NO_ASM)
+  __asm__("asr %0, %0, %1" : "+r"(y) : "r"(w));
+  return y;
+#else
+  return y >> (w & 0xFF);
+#endif
+}
+
 // x * multiplier * 2^shift with one rounding (TFLite's TFLITE_SINGLE_ROUNDING variant,
 // which TFLite 2.21 uses for FULLY_CONNECTED): round(x * multiplier / 2^(31 - shift)).
 static inline int32_t tg_mbqm_single(int32_t x, int32_t multiplier, int32_t shift) {

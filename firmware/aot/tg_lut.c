@@ -77,7 +77,9 @@ void tg_lut_decode(const tg_lut_weights* w, int32_t first, int32_t n, int8_t* ds
 }
 
 static inline int8_t conv_out(const tg_conv_params* p, int32_t acc, int32_t c) {
-  acc = tg_requant(acc, p->multiplier[c], p->shift[c]) + p->out_offset;
+  // the one-multiply stage where the host proved it (p->shift is NULL then), else TFLite's two steps
+  acc = p->rounding ? tg_requant_rounded(acc, p->multiplier[c], p->rounding[c])
+                    : tg_requant(acc, p->multiplier[c], p->shift[c]) + p->out_offset;
   return (int8_t)tg_clamp32(acc, p->act_min, p->act_max);
 }
 

@@ -36,7 +36,7 @@ class Compiled:
     @property
     def param_bytes(self) -> int:
         """The const parameter blocks, one per kernel call, as sizeof() on a 32-bit core."""
-        return param_bytes(self.program)
+        return param_bytes(self.program, self.arena)
 
     @property
     def sources(self) -> list[str]:

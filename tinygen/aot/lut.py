@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .lower import AotError, Program, Step
+from .size import PARAM_BYTES
 
 DECODE_OP = "CUSTOM:TFLM_DECODE"
 MAX_BITS = 7
@@ -24,7 +25,7 @@ MAX_BITS = 7
 WHOLE_BYTES = 4096
 FC_CHUNK = 256                          # TG_LUT_FC_CHUNK
 LUT_WEIGHTS_BYTES = 8 * 4               # sizeof(tg_lut_weights): two pointers, six int32
-CONV_PARAMS_BYTES, FC_PARAMS_BYTES = 27 * 4, 15 * 4
+CONV_PARAMS_BYTES, FC_PARAMS_BYTES = PARAM_BYTES["tg_conv_params"], PARAM_BYTES["tg_fully_connected_params"]
 KERNELS = ("tg_lut_conv2d", "tg_lut_conv2d_1x1", "tg_lut_depthwise_conv2d", "tg_lut_pointwise",
            "tg_lut_fully_connected", "tg_lut_fully_connected_4")
 # where each LUT kernel is, and the files it calls into

@@ -28,6 +28,7 @@ from functools import lru_cache
 import numpy as np
 
 from .lower import AotError, Program, Step
+from .size import PARAM_BYTES
 
 ALIGN = 4   # int8 buffers need none; float ones (QUANTIZE in, DEQUANTIZE out) need 4
 # tg_conv2d_add's stack buffers (firmware/aot/tg_conv.c): a run of output pixels of the
@@ -187,10 +188,15 @@ def ring_safe(a: Step, b: Step, in_off: int, out_off: int) -> bool:
     return ring_shift(a, b) >= out_off - in_off
 
 
+# tg_ring.c's frames beyond the dense kernels': the two parameter blocks it copies (a band's, B's
+# row's) and its locals (QEMU, VWW's ring: stack_used grew by the window + 240 bytes)
+RING_FRAME_BYTES = 2 * PARAM_BYTES["tg_conv_params"] + 32
+
+
 def _ring_stack(a: Step, b: Step, add: bool) -> int:
     window = ring_rows(b) * a.params["out_w"] * a.params["out_c"]
     # tg_conv_ring_add: B's row before the ADD, and the ADD's two tables of rescaled inputs
-    return window + (b.params["out_w"] * b.params["out_c"] + 2 * 256 * 4 if add else 0)
+    return window + RING_FRAME_BYTES + (b.params["out_w"] * b.params["out_c"] + 2 * 256 * 4 if add else 0)
 
 
 def _ring_options(program: Program, i: int, dies_here, out_of_reach) -> list[InPlace]:

@@ -84,7 +84,7 @@ def render(program: Program, arena: MemoryPlan, model_name: str) -> dict[str, st
         steps.append({"op_index": s.op_index, "op": s.op, "comment": s.comment, "arrays": arrays,
                       "params_type": s.params_type, "params": s.params, "call": _call(s, arena, program.steps, i)})
     ctx = {"version": __version__, "model_name": model_name, "sha256": program.graph.sha256, "steps": steps,
-           "weight_bytes": program.weight_bytes + param_bytes(program), "arena_bytes": arena.size, "arena_heuristic": arena.heuristic,
+           "weight_bytes": program.weight_bytes + param_bytes(program, arena), "arena_bytes": arena.size, "arena_heuristic": arena.heuristic,
            "reference": "TFLite's int8 reference kernels" if program.match == "tflite"
            else "TFLite Micro's int8 reference kernels",
            "input": _io(program, arena, program.inputs[0]), "output": _io(program, arena, program.outputs[0]),

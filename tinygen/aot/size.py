@@ -72,14 +72,19 @@ PARAM_BYTES = {
     "tg_conv_params": 28 * 4, "tg_fully_connected_params": 15 * 4, "tg_pool_params": 13 * 4,
     "tg_mean_params": 10 * 4, "tg_binary_params": 23 * 4, "tg_softmax_params": 5 * 4,
     "tg_logistic_params": 5 * 4, "tg_quantize_params": 32, "tg_pad_params": 14 * 4, "tg_concat_params": 3 * 4,
-    # the LUT kernels' (tg_lut.h): the dense block and a tg_lut_weights of two pointers and six int32
-    "tg_conv_lut_params": 27 * 4 + 8 * 4, "tg_fully_connected_lut_params": 15 * 4 + 8 * 4,
 }
+# the LUT kernels' (tg_lut.h): the dense block and a tg_lut_weights of two pointers and six int32
+PARAM_BYTES.update({"tg_conv_lut_params": PARAM_BYTES["tg_conv_params"] + 8 * 4,
+                    "tg_fully_connected_lut_params": PARAM_BYTES["tg_fully_connected_params"] + 8 * 4})
+# a ring form's tg_ring_params (tg_kernels.h: two pointers and three int32), a static const in its call
+RING_PARAMS_BYTES = 5 * 4
 
 
-def param_bytes(program) -> int:
-    """The const parameter blocks of a lowered program, one per kernel call."""
-    return sum(PARAM_BYTES[s.params_type] for s in program.steps if s.kernel)
+def param_bytes(program, arena=None) -> int:
+    """The const parameter blocks of a lowered program, one per kernel call, and with its memory
+    plan `arena`, one per ring form."""
+    rings = sum(f.form.startswith("ring") for f in arena.forms.values()) if arena is not None else 0
+    return sum(PARAM_BYTES[s.params_type] for s in program.steps if s.kernel) + rings * RING_PARAMS_BYTES
 
 
 def _objects(cflags: list[str], sources: list[Path], work: Path) -> list[Path]:

@@ -33,6 +33,8 @@ FORMS = {
     7: ("tg_lut_fully_connected", 3, True),       # 42 -> 300
     8: ("tg_lut_fully_connected", 5, False),      # 300 -> 10: two chunks of columns, two rows left over
 }
+# what compile() stores as LUT indices without being asked (up to lut.AUTO_BITS bits)
+AUTO_FORMS = {i: f for i, f in FORMS.items() if f[1] <= lut.AUTO_BITS}
 CLUSTERS = {0: (50, None), 1: (2, 0), 2: (3, 3), 3: (100, None), 6: (16, None), 7: (6, 0), 8: (20, None)}
 
 
@@ -88,7 +90,7 @@ def _chosen(compiled) -> dict[int, tuple[str, int, bool]]:
 def test_every_lut_form_is_bit_exact_with_tflite_micro_and_tflite(lut_model, dsp, tmp_path):
     from tinygen.model.evaluate import tflite_reference
 
-    hm, compiled = hostrun.compile_model(lut_model, "lut", tmp_path, emulate_dsp=dsp)
+    hm, compiled = hostrun.compile_model(lut_model, "lut", tmp_path, emulate_dsp=dsp, lut_bits=lut.MAX_BITS)
     assert _chosen(compiled) == FORMS
     source = compiled.files["tg_model.c"]
     assert source.count("; weights: ") == len(FORMS)
@@ -105,7 +107,8 @@ def test_every_lut_form_is_bit_exact_with_tflite_micro_and_tflite(lut_model, dsp
     out, _ = hm.run(xs)
     assert _differ(out, _tflm(lut_model, xs)) == 0
     # TFLite requantizes FULLY_CONNECTED with one rounding: the runtime matches it when asked to
-    hm2, _ = hostrun.compile_model(lut_model, "lut", tmp_path / "tflite", match="tflite", emulate_dsp=dsp)
+    hm2, _ = hostrun.compile_model(lut_model, "lut", tmp_path / "tflite", match="tflite", emulate_dsp=dsp,
+                                   lut_bits=lut.MAX_BITS)
     out2, _ = hm2.run(xs)
     assert _differ(out2, tflite_reference(lut_model, xs)) == 0
 
@@ -127,7 +130,7 @@ def test_a_tflm_compressed_model_is_folded_and_packed_the_same(lut_model, tmp_pa
     for a, b in zip(low.steps, low_folded.steps):
         for (na, _, va), (nb, _, vb) in zip(a.arrays, b.arrays):
             assert na == nb and np.array_equal(va, vb)
-    hm, compiled = hostrun.compile_model(c.model, "lut_compressed", tmp_path, emulate_dsp=True)
+    hm, compiled = hostrun.compile_model(c.model, "lut_compressed", tmp_path, emulate_dsp=True, lut_bits=lut.MAX_BITS)
     assert _chosen(compiled) == FORMS
     xs = _inputs(hm, 20, seed=9)
     out, _ = hm.run(xs)
@@ -161,7 +164,7 @@ def test_a_layer_that_saves_less_than_the_kernel_code_stays_dense(lut_model, mon
 
 
 def test_lut_kernels_add_their_stack_to_the_fit(lut_model):
-    compiled = aot.compile(parse(lut_model), lut_model)
+    compiled = aot.compile(parse(lut_model), lut_model, lut_bits=lut.MAX_BITS)
     # the largest: the 3x3 filter decoded whole (3456 bytes) and its copy of the parameters
     assert compiled.arena.stack_bytes == 3456 + PARAM_BYTES["tg_conv_params"]
 
@@ -180,4 +183,11 @@ def test_qemu_runs_every_lut_form_and_the_flash_is_the_linked_image(lut_model, t
     j = json.loads(r.stdout)
     assert j["vectors"] == 10 and j["mismatches"] == 0
     assert j["flash_bytes"] <= j["estimate"]["flash_bytes"] <= j["flash_bytes"] + 1536
-    assert (tmp_path / "fw" / "aot" / "tg_model.c").read_text().count("; weights: ") == len(FORMS)
+    # unasked, the layers of up to lut.AUTO_BITS bits (wider ones stay dense: faster)
+    assert (tmp_path / "fw" / "aot" / "tg_model.c").read_text().count("; weights: ") == len(AUTO_FORMS)
+
+
+def test_unasked_only_clustered_layers_are_packed(lut_model):
+    """compile() stores up to lut.AUTO_BITS-bit indices by itself; wider ones only when asked."""
+    assert _chosen(aot.compile(parse(lut_model), lut_model)) == AUTO_FORMS
+    assert _chosen(aot.compile(parse(lut_model), lut_model, lut_bits=lut.MAX_BITS)) == FORMS

@@ -8,6 +8,8 @@ TFLM columns need TFLM_ROOT (its first build takes minutes); without it only AOT
 Instruction counts are deterministic under -icount, so one run each is enough; they are
 QEMU's, not a real chip's cycles. Prints a table and the ratios; figures, not assertions."""
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -28,6 +30,11 @@ def measure(model: Path, runtime: str, vectors: int) -> dict | None:
     return json.loads(r.stdout)
 
 
+def _or_dash(n: int | None) -> str:
+    # TFLM's firmware does not paint its stack: no figure
+    return "-" if n is None else f"{n:,}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("models", nargs="?", default=str(Path(__file__).resolve().parents[3] / "shared" / "models"))
@@ -46,14 +53,14 @@ def main() -> None:
         for rt, j in res.items():
             if j is None:
                 continue
-            print(f"{name:32} {rt:8} {j['mismatches']:>5} {j['arena_bytes']:>9,} {j.get('stack_used_bytes', 0):>8,} "
+            print(f"{name:32} {rt:8} {j['mismatches']:>5} {j['arena_bytes']:>9,} {_or_dash(j.get('stack_used_bytes')):>8} "
                   f"{j['flash_bytes']:>9,} "
                   f"{j['instructions_per_inference']:>13,}")
         a, t = res.get("aot"), res.get("tflm")
         if a and t:
             print(f"{'':32} {'aot/tflm':8} {'':>5} {a['arena_bytes'] / t['arena_bytes']:>9.2f} {'':>8} "
                   f"{a['flash_bytes'] / t['flash_bytes']:>9.2f} "
-                  f"{a['instructions_per_inference'] / t['instructions_per_inference']:>13.2f}")
+                  f"{a['instructions_per_inference'] / t['instructions_per_inference']:>13.3f}")
     if "tflm" not in runtimes:
         print("(set TFLM_ROOT to a tflite-micro checkout to measure TFLM with CMSIS-NN next to it)")
 

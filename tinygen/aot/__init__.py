@@ -86,15 +86,18 @@ def _skip_first(add: Step, y: int) -> None:
         add.inputs = add.inputs[::-1]
 
 
-def compile(graph: Graph, model_bytes: bytes, match: str = "tflm", model_name: str = "model") -> Compiled:  # noqa: A001
-    """Lower, plan and render `graph`. An AotError names the first thing the runtime cannot run."""
+def compile(graph: Graph, model_bytes: bytes, match: str = "tflm", model_name: str = "model",  # noqa: A001
+            lut_bits: int = lut.AUTO_BITS) -> Compiled:
+    """Lower, plan and render `graph`; weights with few values per tensor or channel are stored as
+    look-up-table indices of up to `lut_bits` bits (aot/lut.py). An AotError names the first
+    thing the runtime cannot run."""
     folded = lut.fold_decode(model_bytes) if any(o.op == lut.DECODE_OP for o in graph.operators) else None
     if folded is not None:      # TFLM's compressed tensors: their DECODE ops folded into dense weights
         from ..model.graph import parse
 
         graph, model_bytes = parse(folded, model_name), folded
     program = lower(graph, model_bytes, match)
-    chosen = lut.choose(program)
+    chosen = lut.choose(program, lut_bits)
     arena = plan(program)
     arena.stack_bytes = max(arena.stack_bytes, lut.stack_bytes(program, chosen))
     check_plan(program, arena)

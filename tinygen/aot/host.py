@@ -92,9 +92,11 @@ def build_host(files: dict[str, str], program: Program, workdir: Path | None = N
 
 
 def compile_model(model_bytes: bytes, name: str, workdir: Path | None = None,
-                  match: str = "tflm", emulate_dsp: bool = False) -> tuple[HostModel, Compiled]:
+                  match: str = "tflm", emulate_dsp: bool = False, lut_bits: int | None = None) -> tuple[HostModel, Compiled]:
     """Compile the model ahead of time and build it for this machine."""
     from ..model.graph import parse
 
-    compiled = compile(parse(model_bytes, name), model_bytes, match, name)
+    from .lut import AUTO_BITS
+
+    compiled = compile(parse(model_bytes, name), model_bytes, match, name, AUTO_BITS if lut_bits is None else lut_bits)
     return build_host(compiled.files, compiled.program, workdir, emulate_dsp=emulate_dsp), compiled

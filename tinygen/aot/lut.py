@@ -20,6 +20,12 @@ from .size import PARAM_BYTES
 
 DECODE_OP = "CUSTOM:TFLM_DECODE"
 MAX_BITS = 7
+# Indices of up to this many bits are chosen without asking: a clustered model (shrink --cluster,
+# build --compress: 16 values or fewer) halves its weights or better. Wider ones repack a trained
+# model's layers that happen to hold few values, for at most 3/8 of their bytes, and the LUT
+# kernels are slower than the dense ones: VWW's five 5-bit pointwise layers saved 28,728 B of
+# flash (10%) for 12% more instructions (QEMU), so they stay dense unless asked (lut_bits).
+AUTO_BITS = 4
 # A filter at most this large is decoded whole onto the stack and run by the dense kernel
 # (firmware/aot/tg_lut.c: tg_lut_conv2d etc.); a larger pointwise one two filters at a time.
 WHOLE_BYTES = 4096
@@ -215,10 +221,10 @@ def _code_bytes(kernels: set[str]) -> int:
     return sum((s + 3) // 4 * 4 for s in union.values())
 
 
-def choose(program: Program) -> dict[int, Packed]:
-    """Store each weight tensor as LUT indices where that takes fewer bytes, counting the larger
-    parameter block and, per LUT kernel, the code it adds over the dense kernels. Rewrites the
-    chosen steps in place; returns {step index: what it stores}."""
+def choose(program: Program, max_bits: int = AUTO_BITS) -> dict[int, Packed]:
+    """Store each weight tensor as LUT indices of at most `max_bits` bits where that takes fewer
+    bytes, counting the larger parameter block and, per LUT kernel, the code it adds over the
+    dense kernels. Rewrites the chosen steps in place; returns {step index: what it stores}."""
     best: dict[int, tuple[Packed, np.ndarray, int]] = {}
     for i, s in enumerate(program.steps):
         if s.op not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") or s.kernel is None:
@@ -226,7 +232,7 @@ def choose(program: Program) -> dict[int, Packed]:
         filt = next((v for n, _, v in s.arrays if n == f"op{s.op_index}_filter"), None)
         if filt is None:
             continue
-        options = candidates(s, np.asarray(filt))
+        options = [c for c in candidates(s, np.asarray(filt)) if c.bits <= max_bits]
         if options:
             p = min(options, key=lambda c: c.nbytes)
             # the paired 4-bit form pads its table to 16 values; for up to 16 bytes it runs a fully

@@ -87,17 +87,19 @@ def _skip_first(add: Step, y: int) -> None:
 
 
 def compile(graph: Graph, model_bytes: bytes, match: str = "tflm", model_name: str = "model",  # noqa: A001
-            lut_bits: int = lut.AUTO_BITS) -> Compiled:
+            lut_bits: int | None = None) -> Compiled:
     """Lower, plan and render `graph`; weights with few values per tensor or channel are stored as
-    look-up-table indices of up to `lut_bits` bits (aot/lut.py). An AotError names the first
+    look-up-table indices of up to `lut_bits` bits (aot/lut.py; None: lut.AUTO_BITS, or every
+    width for a model in TFLM's compressed format). An AotError names the first
     thing the runtime cannot run."""
     folded = lut.fold_decode(model_bytes) if any(o.op == lut.DECODE_OP for o in graph.operators) else None
     if folded is not None:      # TFLM's compressed tensors: their DECODE ops folded into dense weights
         from ..model.graph import parse
 
         graph, model_bytes = parse(folded, model_name), folded
+        lut_bits = lut.MAX_BITS if lut_bits is None else lut_bits
     program = lower(graph, model_bytes, match)
-    chosen = lut.choose(program, lut_bits)
+    chosen = lut.choose(program, lut.AUTO_BITS if lut_bits is None else lut_bits)
     arena = plan(program)
     arena.stack_bytes = max(arena.stack_bytes, lut.stack_bytes(program, chosen))
     check_plan(program, arena)

@@ -96,7 +96,5 @@ def compile_model(model_bytes: bytes, name: str, workdir: Path | None = None,
     """Compile the model ahead of time and build it for this machine."""
     from ..model.graph import parse
 
-    from .lut import AUTO_BITS
-
-    compiled = compile(parse(model_bytes, name), model_bytes, match, name, AUTO_BITS if lut_bits is None else lut_bits)
+    compiled = compile(parse(model_bytes, name), model_bytes, match, name, lut_bits)
     return build_host(compiled.files, compiled.program, workdir, emulate_dsp=emulate_dsp), compiled

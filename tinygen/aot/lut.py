@@ -20,11 +20,12 @@ from .size import PARAM_BYTES
 
 DECODE_OP = "CUSTOM:TFLM_DECODE"
 MAX_BITS = 7
-# Indices of up to this many bits are chosen without asking: a clustered model (shrink --cluster,
-# build --compress: 16 values or fewer) halves its weights or better. Wider ones repack a trained
-# model's layers that happen to hold few values, for at most 3/8 of their bytes, and the LUT
-# kernels are slower than the dense ones: VWW's five 5-bit pointwise layers saved 28,728 B of
-# flash (10%) for 12% more instructions (QEMU), so they stay dense unless asked (lut_bits).
+# Indices of up to this many bits are chosen without asking: a model clustered to 16 values or
+# fewer (shrink --cluster's default) halves its weights or better. Wider ones mostly repack a
+# trained model's layers that happen to hold few values, for at most 3/8 of their bytes, and the
+# LUT kernels are slower than the dense ones: VWW's five 5-bit pointwise layers saved 28,728 B of
+# flash (10%) for 12% more instructions (QEMU). They are taken where the weights were clustered
+# on purpose: build --compress, the search's clustering, a model in TFLM's compressed format.
 AUTO_BITS = 4
 # A filter at most this large is decoded whole onto the stack and run by the dense kernel
 # (firmware/aot/tg_lut.c: tg_lut_conv2d etc.); a larger pointwise one two filters at a time.

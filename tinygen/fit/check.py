@@ -173,7 +173,7 @@ AOT_STATIC_RAM_BYTES = 64
 def check_fit(graph: Graph, board: Board, model_path: str = "", test_vectors: int = 0,
               input_sram_bytes: int = 0, input_flash_bytes: int = 0, runtime: str = "tflm",
               model_bytes: bytes | None = None, match: str = "tflm", model_name: str = "model",
-              memory_plan: PlanChoice | None = None) -> FitReport:
+              memory_plan: PlanChoice | None = None, lut_bits: int | None = None) -> FitReport:
     """Flash and SRAM of `graph` on `board`, with the runtime (TFLM, or tinygen's AOT C;
     that one needs `model_bytes`, and compiles the model once, kept in the report with `match`'s
     arithmetic) and the kernels the firmware will use.
@@ -181,7 +181,7 @@ def check_fit(graph: Graph, board: Board, model_path: str = "", test_vectors: in
     an input device (a camera) costs its driver's flash and its frame buffer and state in SRAM."""
     if runtime == "aot":
         return _check_fit_aot(graph, board, model_path, test_vectors, input_sram_bytes, input_flash_bytes, model_bytes,
-                              match, model_name)
+                              match, model_name, lut_bits)
     if runtime != "tflm":
         raise TinygenError(f"--runtime must be one of {', '.join(RUNTIMES)}, not '{runtime}'.")
     # A model in TFLM's compressed-tensor format: its bytes (graph.model_bytes) are what flash
@@ -218,7 +218,8 @@ def check_fit(graph: Graph, board: Board, model_path: str = "", test_vectors: in
 
 
 def _check_fit_aot(graph: Graph, board: Board, model_path: str, test_vectors: int, input_sram_bytes: int,
-                   input_flash_bytes: int, model_bytes: bytes | None, match: str, model_name: str) -> FitReport:
+                   input_flash_bytes: int, model_bytes: bytes | None, match: str, model_name: str,
+                   lut_bits: int | None = None) -> FitReport:
     """SRAM: the planned arena, the stack, the port's statics. Flash: weights and parameter
     blocks, the code of the kernels used (measured per core), the application."""
     from .. import aot
@@ -226,7 +227,7 @@ def _check_fit_aot(graph: Graph, board: Board, model_path: str, test_vectors: in
 
     if model_bytes is None:
         raise TinygenError("internal: the AOT fit check compiles the model, so it needs its bytes.")
-    compiled = aot.compile(graph, model_bytes, match, model_name)
+    compiled = aot.compile(graph, model_bytes, match, model_name, lut_bits)
     arena = compiled.arena
     code, core = kernel_flash(compiled.program.kernels, board.cpu)
     weights, params = compiled.weight_bytes, compiled.param_bytes

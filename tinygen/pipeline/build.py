@@ -76,6 +76,7 @@ class Quantized:
     dense: quantize.DenseChoice | None = None   # how dense layers were quantized, for a float model with any
     memory_plan: object | None = None   # tflm.offline_plan.PlanChoice, once plan_memory chose
     uncompressed: bytes | None = None   # model_bytes are TFLM compressed tensors: the clustered int8 model
+    lut_bits: int | None = None         # the weights clustered to this many index bits: --runtime aot stores them so
 
 
 @dataclass
@@ -288,7 +289,7 @@ def check(board: Board, q: Quantized, model_path: str, opts: BuildOptions, write
         camera_flash, camera_sram = mlperf_dut_cost(board, q.graph, model_path, opts)
     report = check_fit(q.graph, board, model_path, n_vectors, camera_sram, camera_flash,
                        runtime=opts.runtime, model_bytes=q.model_bytes, match=opts.match,
-                       model_name=Path(model_path).name, memory_plan=q.memory_plan)
+                       model_name=Path(model_path).name, memory_plan=q.memory_plan, lut_bits=q.lut_bits)
     return fit_test_vectors(report)
 
 

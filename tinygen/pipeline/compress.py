@@ -131,7 +131,7 @@ def compress_weights(q, runtime: str, asked: str | int, max_drop: float | None, 
             choice.tried.append(Tried(bits, None, None, False, "no weight is smaller as a look-up table"))
             continue
         g = parse(stored, "the compressed model")
-        candidate = replace(q, model_bytes=stored, graph=g, memory_plan=None)
+        candidate = replace(q, model_bytes=stored, graph=g, memory_plan=None, lut_bits=bits)
         flash = fit(candidate).flash.total_bytes
         if asked == "auto" and flash >= base_flash:
             choice.tried.append(Tried(bits, flash, None, False, "the flash does not drop"))

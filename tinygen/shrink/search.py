@@ -208,7 +208,7 @@ def clustered_candidates(base: Candidate, tflite: bytes, board: Board, val: Data
             if stored is None:        # no weight smaller as a look-up table at this many bits
                 continue
             report = check_fit(parse(stored, "the clustered model"), board, runtime=runtime,
-                               model_bytes=stored if runtime == "aot" else None)
+                               model_bytes=stored if runtime == "aot" else None, lut_bits=b)
             out = int8_predict(cl.model, cl.graph, val.x)
             cand = Candidate(base.width, base.sparsity, base.quantization, base.accuracy_float,
                              top1_score(out, val.y, teacher_top1), report.flash.total_bytes, report.sram.total_bytes,

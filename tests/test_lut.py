@@ -145,6 +145,13 @@ def test_packing_round_trips_for_every_width():
         idx = rng.integers(0, 1 << bits, size=1001)
         assert np.array_equal(lut.decode_stream(lut.pack_stream(idx, bits), bits, idx.size), idx)
         assert lut.pack_stream(idx, bits).size == (idx.size * bits + 7) // 8
+    # the paired 4-bit form: four rows interleaved by blocks of four columns, the rest row after row
+    for rows in (1, 4, 9, 42):
+        idx = rng.integers(0, 16, size=(rows, 20))
+        packed = lut.pack_pairs4(idx, rows)
+        assert packed.size == idx.size // 2 and np.array_equal(lut.unpack_pairs4(packed, rows), idx.reshape(-1))
+        if rows >= 4:   # block 1 of the first four rows: row 2's bytes (i | i+2 << 4, i+1 | i+3 << 4)
+            assert list(packed[12:14]) == [idx[2, 4] | idx[2, 6] << 4, idx[2, 5] | idx[2, 7] << 4]
 
 
 def test_a_layer_that_saves_less_than_the_kernel_code_stays_dense(lut_model, monkeypatch):
@@ -192,3 +199,43 @@ def test_unasked_only_clustered_layers_are_packed(lut_model):
     """compile() stores up to lut.AUTO_BITS-bit indices by itself; wider ones only when asked."""
     assert _chosen(aot.compile(parse(lut_model), lut_model)) == AUTO_FORMS
     assert _chosen(aot.compile(parse(lut_model), lut_model, lut_bits=lut.MAX_BITS)) == FORMS
+
+
+@pytest.fixture(scope="module")
+def fc4_model() -> bytes:
+    """Two clustered fully connected layers for the paired 4-bit kernel's four-row loop: 644
+    inputs (161 blocks of four columns, an odd count) -> 64 rows, then 64 inputs (16 blocks)
+    -> 9 rows (two passes of four rows and one row left over)."""
+    from tinymodels import _seed_weights, int8
+
+    from tinygen.model.tf import keras
+
+    k = keras()
+    L = k.layers
+    _seed_weights(33)
+    inp = L.Input((644,), batch_size=1)
+    x = L.Dense(64, activation="relu")(inp)
+    model = int8(k.Model(inp, L.Dense(9)(x)), per_channel=False)
+    return _clustered(model, {0: (16, None), 1: (16, None)})
+
+
+@needs("cc")
+@needs("arm-none-eabi-gcc")
+@needs("qemu-system-arm")
+def test_paired_4bit_rows_odd_and_even_blocks_on_the_host_and_in_qemu(fc4_model, tmp_path):
+    """tg_lut_fully_connected_4 over an odd and an even count of column blocks and a leftover
+    row: plain C and DSP-emulated on the host, the Cortex-M4 assembly in QEMU, every output
+    equal to the tflite-micro interpreter's."""
+    for dsp in (False, True):
+        hm, compiled = hostrun.compile_model(fc4_model, "fc4", tmp_path / str(dsp), emulate_dsp=dsp)
+        assert _chosen(compiled) == {0: ("tg_lut_fully_connected_4", 4, False), 1: ("tg_lut_fully_connected_4", 4, False)}
+        xs = _inputs(hm, 20, seed=11)
+        out, _ = hm.run(xs)
+        assert _differ(out, _tflm(fc4_model, xs)) == 0
+    model = tmp_path / "fc4.tflite"
+    model.write_bytes(fc4_model)
+    r = cli("run", "--board", "mps2-an386", "--model", model, "--runtime", "aot", "--vectors", "10",
+            "--out", tmp_path / "fw", "--json")
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert j["vectors"] == 10 and j["mismatches"] == 0

@@ -52,7 +52,10 @@ void tg_lut_fully_connected(const tg_fully_connected_lut_params* p, const int8_t
 // FULLY_CONNECTED with one table of 16 (4-bit indices), in_depth a multiple of 4: each four
 // weights are two bytes, (i, i+2) and (i+1, i+3) as low and high nibble, so that with the DSP
 // a byte looks up a pair of 16-bit weights (a 256-word table on the stack, built per call) that
-// SMLAD multiplies with SXTB16's pairs of inputs: nothing is decoded into a buffer.
+// SMLAD multiplies with SXTB16's pairs of inputs: nothing is decoded into a buffer. Each four
+// rows are interleaved by blocks of four columns (the rows' two bytes in turn), run four rows
+// per pass (on a Cortex-M with DSP, written out in assembly); the last out_depth % 4 rows follow
+// one after another.
 void tg_lut_fully_connected_4(const tg_fully_connected_lut_params* p, const int8_t* in, int8_t* out);
 
 #ifdef __cplusplus

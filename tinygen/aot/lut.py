@@ -73,11 +73,24 @@ def pack_stream(indices: np.ndarray, bits: int) -> np.ndarray:
 
 def pack_pairs4(indices: np.ndarray, rows: int) -> np.ndarray:
     """tg_lut_fully_connected_4's layout: per row, each four indices (i..i+3) as two bytes,
-    (i | i+2 << 4) and (i+1 | i+3 << 4)."""
+    (i | i+2 << 4) and (i+1 | i+3 << 4); each four rows interleaved, a block of four columns at a
+    time (the rows' two bytes in turn: eight bytes), so that the kernel walks them with one
+    pointer; the last rows % 4 rows one after another."""
     q = np.asarray(indices, np.uint8).reshape(rows, -1, 4)
-    lo = q[:, :, 0] | (q[:, :, 2] << 4)
-    hi = q[:, :, 1] | (q[:, :, 3] << 4)
-    return np.stack([lo, hi], axis=-1).reshape(-1).astype(np.uint8)
+    pairs = np.stack([q[:, :, 0] | (q[:, :, 2] << 4), q[:, :, 1] | (q[:, :, 3] << 4)], axis=-1)
+    full = rows // 4 * 4
+    grouped = pairs[:full].reshape(full // 4, 4, pairs.shape[1], 2).transpose(0, 2, 1, 3)
+    return np.concatenate([grouped.reshape(-1), pairs[full:].reshape(-1)]).astype(np.uint8)
+
+
+def unpack_pairs4(packed: np.ndarray, rows: int) -> np.ndarray:
+    """pack_pairs4's indices back, row-major."""
+    pairs = np.asarray(packed, np.uint8).reshape(-1, 2)
+    full = rows // 4 * 4
+    blocks = pairs.shape[0] // rows
+    head = pairs[:full * blocks].reshape(full // 4, blocks, 4, 2).transpose(0, 2, 1, 3).reshape(-1, 2)
+    pairs = np.concatenate([head, pairs[head.shape[0]:]])
+    return np.stack([pairs[:, 0] & 15, pairs[:, 1] & 15, pairs[:, 0] >> 4, pairs[:, 1] >> 4], axis=1).reshape(-1)
 
 
 def decode_stream(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
@@ -143,8 +156,9 @@ def candidates(step: Step, filt: np.ndarray) -> list[Packed]:
         if (step.kernel == "tg_fully_connected" and entries <= 16 and p["in_depth"] % 4 == 0):
             padded = np.zeros(16, np.int8)
             padded[:entries] = table
+            # the pair table, and the four-row loop's nine saved registers
             out.append(Packed("tg_lut_fully_connected_4", 4, 16, False, pack_pairs4(idx, p["out_depth"]), padded,
-                              256 * 4 + FC_PARAMS_BYTES))
+                              256 * 4 + 9 * 4 + FC_PARAMS_BYTES))
     channels = int(channel_of.max()) + 1
     per_channel = per_channel_tables(flat, channel_of, channels) if channels > 1 else None
     if per_channel is not None:
@@ -162,9 +176,7 @@ def _round8(n: int) -> int:
 def decode(packed: Packed, count: int, channels: int, depthwise: bool) -> np.ndarray:
     """The weights back from a Packed, as tg_lut_decode reads them (checked at lowering)."""
     if packed.kernel == "tg_lut_fully_connected_4":
-        pairs = packed.indices.reshape(-1, 2)
-        idx = np.stack([pairs[:, 0] & 15, pairs[:, 1] & 15, pairs[:, 0] >> 4, pairs[:, 1] >> 4], axis=1).reshape(-1)
-        return packed.table[idx.astype(np.int64)]
+        return packed.table[unpack_pairs4(packed.indices, channels).astype(np.int64)]
     idx = decode_stream(packed.indices, packed.bits, count)
     if not packed.per_channel:
         return packed.table[idx]

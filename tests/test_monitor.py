@@ -101,17 +101,27 @@ def test_monitor_survives_garbage_and_a_disconnect(tmp_path):
 
 def test_monitor_cli_json_log_and_plot(tmp_path):
     dev = FakeDevice(tmp_path / "ttyCLI")
+    done = threading.Event()
 
     def device():
-        time.sleep(1.5)
-        for i in range(40):
-            dev.write(inf(i, us=9_000 + 50 * (i % 7)))
+        # a board streams whether or not anyone listens: lines before the CLI opens the port are
+        # lost, so it streams until the CLI has its 40 (however long a loaded machine takes to start it)
+        i = 0
+        while not done.is_set():
+            try:
+                dev.write(inf(i, us=9_000 + 50 * (i % 7)))
+            except OSError:      # the pty closed under it at the test's end
+                return
+            i += 1
             time.sleep(0.01)
 
     threading.Thread(target=device, daemon=True).start()
-    r = subprocess.run([sys.executable, "-m", "tinygen.cli", "monitor", "--port", str(dev.link), "--board",
-                        "sparkfun-edge", "--count", "40", "--duration", "30", "--json", "--log", tmp_path / "run.csv",
-                        "--plot", tmp_path / "lat.png"], capture_output=True, text=True, timeout=60)
+    try:
+        r = subprocess.run([sys.executable, "-m", "tinygen.cli", "monitor", "--port", str(dev.link), "--board",
+                            "sparkfun-edge", "--count", "40", "--duration", "30", "--json", "--log", tmp_path / "run.csv",
+                            "--plot", tmp_path / "lat.png"], capture_output=True, text=True, timeout=60)
+    finally:
+        done.set()
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     for key in ("port", "board", "inferences", "latency_us", "cycles", "energy_uj", "bad_lines", "reconnects"):

@@ -73,31 +73,35 @@ def test_auto_search_finds_a_model_that_fits_and_resumes(tmp_path):
     board = small_board(tmp_path, 106_752)   # the digits CNN needs ~114 KB at full width
     args = [sys.executable, "-m", "tinygen.cli", "shrink", "--board", board, "--auto", "--max-accuracy-drop", "5",
             "--epochs", "6", "--out", tmp_path / "s", "--json"]
-    import time
-
-    t = time.monotonic()
     r = subprocess.run(args, capture_output=True, text=True, timeout=900)
-    first = time.monotonic() - t
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["candidates"][0]["width"] == 1.0 and not s["candidates"][0]["fits"]
     assert s["chosen"]["fits"] and (s["chosen"]["width"] < 1.0 or s["chosen"]["sparsity"] > 0)
     assert any(c["pareto"] for c in s["candidates"])
     assert {p.name for p in (tmp_path / "s").iterdir()} == {".tinygen-manifest.json", "model.keras", "model.tflite", "search.json", "search.png"}
-    t = time.monotonic()
-    again = subprocess.run(args, capture_output=True, text=True, timeout=900)
-    assert json.loads(again.stdout)["chosen"] == s["chosen"]          # resumed from the cache
-    assert time.monotonic() - t < first
+    again = json.loads(subprocess.run(args, capture_output=True, text=True, timeout=900).stdout)
+    assert again["chosen"] == s["chosen"]
+    # resumed from the cache: every trained candidate comes back with the time it took in the first run
+    # (trained again, all of them would not take the same to the hundredth of a second)
+    trained = [c for c in s["candidates"] if not c.get("cluster_bits")]
+    assert len(trained) >= 2
+    assert ([c["train_seconds"] for c in again["candidates"] if not c.get("cluster_bits")]
+            == [c["train_seconds"] for c in trained])
 
 
 @pytest.mark.slow
 def test_an_accuracy_floor_no_candidate_meets(tmp_path):
-    # one epoch: a floor of 99.9% is out of reach whatever the training, and the sentence is checked
+    # a floor of 99.9% is above the bundled model's own accuracy: the search says so after measuring
+    # the original, without training thinner ones (a floor no fitting candidate meets, below the
+    # original's: tests/test_compress_search.py)
     board = small_board(tmp_path, 106_752)
     r = subprocess.run([sys.executable, "-m", "tinygen.cli", "shrink", "--board", board, "--auto", "--accuracy-floor",
-                        "0.999", "--epochs", "1", "--out", tmp_path / "s"], capture_output=True, text=True, timeout=900)
+                        "0.999", "--epochs", "1", "--out", tmp_path / "s", "--json"], capture_output=True, text=True,
+                       timeout=900)
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert "meets the accuracy floor of 99.90%" in r.stderr and "points short" in r.stderr
+    assert r.stderr.count("error:") == 1 and "below the accuracy floor of 99.90%" in r.stderr
+    assert "no thinner model distilled from it would meet it" in r.stderr
 
 
 @pytest.mark.slow

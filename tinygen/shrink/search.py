@@ -44,6 +44,7 @@ class SearchResult:
     out_dir: Path | None = None
     files: list[str] = field(default_factory=list)
     runtime: str = "tflm"
+    unreachable: bool = False    # the accuracy floor is above the original model's own accuracy: stopped there
 
     def to_json(self) -> dict:
         return {"board": self.board.id, "runtime": self.runtime,
@@ -136,10 +137,17 @@ def search(board: Board, teacher, teacher_hash: str, train: Dataset, val: Datase
     skipped: list[float] = []
     baseline = None
     recipes = [(w, sp) for w in sorted(set(widths), reverse=True) for sp in sorted(set(sparsities))]
+    unreachable = False
     for n, (w, sp) in enumerate(recipes):
         if any(c.fits and (limit is None or c.accuracy_int8 >= limit) for c in cands
                for limit in [None if baseline is None else _floor(baseline, max_drop, floor)]):
             skipped += [r[0] if r[1] == 0 else r for r in recipes[n:]]
+            break
+        # a floor the original model itself does not reach, float or int8: thinner students of it
+        # would not either (the search's assumption), so none is trained
+        if floor is not None and baseline is not None and max(baseline.accuracy_float, baseline.accuracy_int8) < floor:
+            skipped += [r[0] if r[1] == 0 else r for r in recipes[n:]]
+            unreachable = True
             break
         progress("Searching", n, len(recipes))
         tried = []
@@ -175,7 +183,9 @@ def search(board: Board, teacher, teacher_hash: str, train: Dataset, val: Datase
             cands.append(cand)
             if baseline is None:
                 baseline = cand
-            if not cand.fits and bits:
+            # clustering stores weights in fewer bytes of flash; it frees no SRAM (TFLM's DECODE even
+            # adds the decoded weights to the arena), so a candidate over on SRAM is not clustered
+            if not cand.fits and bits and cand.sram_bytes <= board.sram_size:
                 progress(f"Clustering width {w:g} {quant} post-training", n, len(recipes))
                 for c, clustered, compressed in clustered_candidates(cand, tflite, board, val, teacher_top1, runtime,
                                                                      _floor(baseline, max_drop, floor), bits):
@@ -185,7 +195,7 @@ def search(board: Board, teacher, teacher_hash: str, train: Dataset, val: Datase
     ok = [i for i, c in enumerate(cands) if c.fits and (limit is None or c.accuracy_int8 >= limit)]
     chosen = max(ok, key=lambda i: (cands[i].accuracy_int8, -cands[i].flash_bytes)) if ok else None
     result = SearchResult(board, cands, cands[chosen] if chosen is not None else None, skipped, pareto_front(cands), models)
-    result.chosen_index, result.runtime = chosen, runtime
+    result.chosen_index, result.runtime, result.unreachable = chosen, runtime, unreachable
     return result
 
 
@@ -283,6 +293,11 @@ def run_search(board: Board, teacher, model_path: Path, train: Dataset, val: Dat
     if result.chosen is None:
         fitting = [c for c in result.candidates if c.fits]
         limit = _floor(result.candidates[0], max_drop, floor)
+        if result.unreachable:
+            b = result.candidates[0]
+            raise TinygenError(f"The original model reaches {b.accuracy_float:.2%} on the validation data "
+                               f"({b.accuracy_int8:.2%} in int8), below the accuracy floor of {limit:.2%}: no thinner "
+                               "model distilled from it would meet it; lower --accuracy-floor.")
         if not fitting:
             smallest = min(result.candidates, key=lambda c: c.flash_bytes)
             raise FitError(f"No candidate fits {board.id}: the smallest tried ({describe(smallest)}) needs "

@@ -79,16 +79,39 @@ def build_host(files: dict[str, str], program: Program, workdir: Path | None = N
     for name, text in files.items():
         (workdir / name).write_text(text)
     runner = resource_dir("firmware") / KERNEL_DIR / "tg_run_host.c"
-    sources = [workdir / "tg_model.c", runner] + [workdir / s for s in program.sources]
+    flags = [compiler(), "-std=c99", opt, "-Wall", *(["-DTG_EMULATE_DSP"] if emulate_dsp else []), f"-I{workdir}"]
+    headers = "".join(f"{n}\n{files[n]}" for n in sorted(files) if n.endswith(".h") and n != "tg_model.h")
+    kernels = [_kernel_object(flags, workdir / s, headers) for s in program.sources]
     exe = workdir / "tg_model_host"
-    cmd = [compiler(), "-std=c99", opt, "-Wall", *(["-DTG_EMULATE_DSP"] if emulate_dsp else []), f"-I{workdir}",
-           *map(str, sources), "-lm", "-o", str(exe)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run([*flags, str(workdir / "tg_model.c"), str(runner), *map(str, kernels), "-lm", "-o", str(exe)],
+                       capture_output=True, text=True)
     if r.returncode != 0:
         raise HostRunError(f"The host C compiler failed: {r.stderr.strip()[:400]}")
     g = program.graph
     io = lambda t: (np.dtype(np.float32 if g.tensors[t].dtype == "FLOAT32" else np.int8), tuple(g.tensors[t].shape))  # noqa: E731
     return HostModel(exe, [io(t) for t in program.inputs], [io(t) for t in program.outputs], workdir)
+
+
+def _kernel_object(flags: list[str], source: Path, headers: str) -> Path:
+    """A kernel file compiled once per content, flags and headers (a model's run links the same
+    kernels as the last one's: the tests build hundreds), kept in the temp folder like a compiler
+    cache; written under a temporary name and renamed, so a half-written object is never used."""
+    import hashlib
+
+    key = hashlib.sha256("\0".join([*flags[:-1], source.read_text(), headers]).encode()).hexdigest()[:32]
+    cache = Path(tempfile.gettempdir()) / f"tinygen-host-objects-{os.getuid() if hasattr(os, 'getuid') else 0}"
+    obj = cache / f"{source.stem}-{key}.o"
+    if obj.exists():
+        return obj
+    cache.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".o", dir=cache)
+    os.close(fd)
+    r = subprocess.run([*flags, "-c", str(source), "-o", tmp], capture_output=True, text=True)
+    if r.returncode != 0:
+        os.unlink(tmp)
+        raise HostRunError(f"The host C compiler failed: {r.stderr.strip()[:400]}")
+    os.replace(tmp, obj)
+    return obj
 
 
 def compile_model(model_bytes: bytes, name: str, workdir: Path | None = None,

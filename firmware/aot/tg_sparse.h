@@ -16,8 +16,8 @@ extern "C" {
 #endif
 
 typedef struct {
-  // counts NULL, a bitmask: per row (depth + 7) / 8 bytes, bit j of byte i set where weight 8 i + j
-  // is kept. counts set, steps: entry k's byte is its position less the previous entry's in the
+  // counts NULL, a bitmask: per row (depth + 7) / 8 bytes, a bit set where the weight is kept,
+  // the first position in the top bit (tg_sparse.c: walk_mask). counts set, steps: entry k's byte is its position less the previous entry's in the
   // row (the row's first: its position); a gap over 255 takes entries of weight 0 and step 255.
   const uint8_t* index;
   const uint16_t* counts;    // steps: entries per row

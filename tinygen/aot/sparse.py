@@ -3,7 +3,7 @@ weights are mostly exact zeros (an unstructured-pruned model) stored without the
 firmware/aot/tg_sparse.c, which walks only the weights kept.
 
 Per output channel (a row: FULLY_CONNECTED's [out, in], a 1x1 filter's OHWI) the positions
-kept are either a bitmask (depth / 8 bytes a row, the smaller above 1/8 of the weights kept) or
+kept are either a bitmask (depth / 8 bytes a row, in words read by CLZ, the smaller above 1/8 of the weights kept) or
 one byte per entry, the step from the entry before (plus two bytes of count a row; a gap over
 255 takes a filler entry of weight 0). The weights kept are int8, or (sparse + LUT, a pruned
 and clustered model) b-bit indices into one table. The choice between these, the LUT forms of
@@ -30,9 +30,9 @@ PARAMS = {"tg_fully_connected": "tg_fully_connected_sparse_params", "tg_conv2d_1
 # the parameter block grows by a tg_sparse_weights (tg_sparse.h)
 EXTRA_PARAM_BYTES = PARAM_BYTES["tg_conv_sparse_params"] - PARAM_BYTES["tg_conv_params"]
 MAX_STEP = 255
-# tg_sparse.c's frames besides a decoded row (arm-none-eabi-gcc -fstack-usage: sparse_rows 176-184 B,
-# the kernel 56-72 B, tg_lut_decode and the output stage below that)
-FRAME_BYTES = 320
+# tg_sparse.c's frames besides a decoded row (arm-none-eabi-gcc -fstack-usage on the Cortex-M0+ and M4:
+# sparse_rows 208-256 B, the kernel 56-72 B, tg_lut_decode 36-48 B: 376 at most)
+FRAME_BYTES = 376
 
 
 @dataclass
@@ -78,9 +78,14 @@ def rows_of(step: Step, filt: np.ndarray) -> np.ndarray | None:
 
 
 def mask_form(w: np.ndarray) -> tuple[np.ndarray, None, np.ndarray]:
-    """(bitmask, None, the weights kept): bit j of byte i of a row for position 8 i + j."""
+    """(bitmask, None, the weights kept). Per row, the first position in the top bit, as CLZ
+    finds it (tg_sparse.c's walk_mask): each 32 positions a little-endian word, bit 31 - b for
+    position b; the last depth % 32, a byte per 8, bit 7 - b for position b."""
     keep = w != 0
-    return np.packbits(keep, axis=1, bitorder="little").reshape(-1), None, w[keep]
+    rows = np.packbits(keep, axis=1, bitorder="big")
+    words = rows.shape[1] // 4 * 4
+    rows[:, :words] = rows[:, :words].reshape(len(rows), -1, 4)[:, :, ::-1].reshape(len(rows), -1)
+    return rows.reshape(-1), None, w[keep]
 
 
 def steps_form(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -113,7 +118,10 @@ def decode(s: Sparse, rows: int, depth: int) -> np.ndarray:
     w = np.zeros((rows, depth), np.int64)
     k = 0
     if s.counts is None:
-        keep = np.unpackbits(s.index.reshape(rows, -1), axis=1, bitorder="little")[:, :depth].astype(bool)
+        m = s.index.reshape(rows, -1).copy()
+        words = m.shape[1] // 4 * 4
+        m[:, :words] = m[:, :words].reshape(rows, -1, 4)[:, :, ::-1].reshape(rows, -1)
+        keep = np.unpackbits(m, axis=1, bitorder="big")[:, :depth].astype(bool)
         w[keep] = values[:int(keep.sum())]
         return w
     for r, n in enumerate(s.counts.tolist()):

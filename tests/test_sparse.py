@@ -24,13 +24,16 @@ from tinygen.shrink.cluster import cluster_tensor
 
 # op index -> (kernel, position form, index bits of the weights kept: 0 for int8)
 FORMS = {
-    1: ("tg_sparse_conv2d_1x1", "mask", 0),        # 64 -> 96, 80% zeros
-    2: ("tg_sparse_conv2d_1x1", "steps", 2),       # 96 -> 128, 95% zeros, the rest 3 values
+    0: ("tg_sparse_conv2d_1x1", "mask", 0),        # 8 -> 64, 80% zeros: rows of one mask byte
+    1: ("tg_sparse_conv2d_1x1", "mask", 3),        # 64 -> 96, 80% zeros, the rest 7 values
+    2: ("tg_sparse_conv2d_1x1", "steps", 4),       # 96 -> 128, 95% zeros, the rest 15 values
     4: ("tg_sparse_fully_connected", "steps", 0),  # 4480 -> 32, 90% zeros and a band of gaps > 255
-    5: ("tg_sparse_fully_connected", "mask", 4),   # 32 -> 48, 80% zeros, clustered to 16 values
+    5: ("tg_sparse_fully_connected", "mask", 4),   # 32 -> 48, 80% zeros, the rest 15 values
+    6: ("tg_sparse_fully_connected", "mask", 3),   # 48 -> 300, 80% zeros, the rest 7 values
+    7: ("tg_sparse_fully_connected", "steps", 4),  # 300 -> 10, 95% zeros, the rest 15 values
 }
 # op index -> (fraction of the weights zeroed, clusters or None)
-PRUNE = {1: (0.8, None), 2: (0.95, 4), 4: (0.9, None), 5: (0.8, 16)}
+PRUNE = {0: (0.8, None), 1: (0.8, 8), 2: (0.95, 16), 4: (0.9, None), 5: (0.8, 16), 6: (0.8, 8), 7: (0.95, 16)}
 BAND = slice(1000, 1700)    # op 4's columns zeroed in every row: gaps that take filler entries
 
 
@@ -75,6 +78,7 @@ def dense_model() -> bytes:
     x = L.Flatten()(x)
     x = L.Dense(32, activation="relu")(x)
     x = L.Dense(48, activation="relu")(x)
+    x = L.Dense(300, activation="relu")(x)
     return int8(k.Model(inp, L.Dense(10)(x)))
 
 
@@ -90,7 +94,7 @@ def _chosen(compiled) -> dict[int, tuple[str, str, int]]:
 
 def test_the_forms_are_as_planned(sparse_model):
     g = parse(sparse_model)
-    assert [o.op for o in g.operators][:7] == ["CONV_2D"] * 3 + ["RESHAPE"] + ["FULLY_CONNECTED"] * 3
+    assert [o.op for o in g.operators] == ["CONV_2D"] * 3 + ["RESHAPE"] + ["FULLY_CONNECTED"] * 4
     compiled = aot.compile(g, sparse_model)
     assert _chosen(compiled) == FORMS
     source = compiled.files["tg_model.c"]
@@ -156,9 +160,9 @@ def test_an_unpruned_model_stays_dense(dense_model, sparse_model):
 
 def test_sparse_kernels_add_their_stack_to_the_fit(sparse_model):
     compiled = aot.compile(parse(sparse_model), sparse_model)
-    # the largest: the frames and the longest row of LUT weights decoded (ops 2 and 5)
-    rows = [s.params["w.max_row"] for s in compiled.program.steps if s.op_index in (2, 5)]
-    assert 0 < max(rows) <= 48
+    # the largest: the frames and the longest row of LUT weights decoded
+    rows = [s.params["w.max_row"] for s in compiled.program.steps if s.params.get("w.bits")]
+    assert len(rows) == 5 and 0 < max(rows) <= 300
     assert compiled.arena.stack_bytes == sparse.FRAME_BYTES + (max(rows) + 7) // 8 * 8
 
 

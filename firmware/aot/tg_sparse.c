@@ -106,6 +106,92 @@ static inline void walk_steps(const uint8_t* d, int32_t n, const int8_t* v, cons
   *a1 = s1;
 }
 
+// The walks over 4-bit LUT weights, one pixel: entry k's weight is table[nibble k of idx] (the
+// low nibble first), looked up as it is used instead of decoded into a buffer first.
+static inline int32_t nibble_weight(const uint8_t* idx, const int8_t* table, uint32_t k) {
+  return table[(idx[k >> 1] >> ((k & 1u) << 2)) & 15u];
+}
+
+static inline uint32_t walk_mask4(const uint8_t* m, int32_t bytes, const uint8_t* idx, const int8_t* table,
+                                  uint32_t k, const int8_t* x, int32_t* acc) {
+  int32_t s0 = *acc;
+  for (; bytes >= 4; bytes -= 4, m += 4, x += 32) {
+    uint32_t bits;
+    memcpy(&bits, m, 4);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    bits = __builtin_bswap32(bits);
+#endif
+    while (bits) {
+      const int32_t j = clz32(bits);
+      bits &= ~(0x80000000u >> j);
+      s0 += nibble_weight(idx, table, k++) * x[j];
+    }
+  }
+  for (; bytes > 0; bytes--, m++, x += 8) {
+    uint32_t bits = (uint32_t)*m << 24;
+    while (bits) {
+      const int32_t j = clz32(bits);
+      bits &= ~(0x80000000u >> j);
+      s0 += nibble_weight(idx, table, k++) * x[j];
+    }
+  }
+  *acc = s0;
+  return k;
+}
+
+static inline void walk_steps4(const uint8_t* d, int32_t n, const uint8_t* idx, const int8_t* table, uint32_t k,
+                               const int8_t* x, int32_t* acc) {
+  int32_t s0 = *acc;
+  for (int32_t e = 0; e < n; e++, k++) {
+    x += d[e];
+    s0 += nibble_weight(idx, table, k) * x[0];
+  }
+  *acc = s0;
+}
+
+// The bits set in a row's mask: a word at a time (SWAR), then the last bytes.
+static int32_t ones(const uint8_t* m, int32_t bytes) {
+  int32_t n = 0;
+  for (; bytes >= 4; bytes -= 4, m += 4) {
+    uint32_t b;
+    memcpy(&b, m, 4);
+    b -= (b >> 1) & 0x55555555u;
+    b = (b & 0x33333333u) + ((b >> 2) & 0x33333333u);
+    n += (int32_t)((((b + (b >> 4)) & 0x0F0F0F0Fu) * 0x01010101u) >> 24);
+  }
+  for (; bytes > 0; bytes--, m++) {
+    uint32_t b = *m;
+    b -= (b >> 1) & 0x55u;
+    b = (b & 0x33u) + ((b >> 2) & 0x33u);
+    n += (int32_t)((b + (b >> 4)) & 0x0Fu);
+  }
+  return n;
+}
+
+// Entries [first, first + n) of a 4-bit stream (entry k: nibble k, the low one first, as
+// tg_lut_decode reads it) through one table: a byte gives two weights.
+static void decode4(const uint8_t* idx, const int8_t* table, int32_t first, int32_t n, int8_t* dst) {
+  const uint8_t* p = idx + (first >> 1);
+  int32_t i = 0;
+  if ((first & 1) && n > 0) dst[i++] = table[*p++ >> 4];
+  for (; i + 2 <= n; i += 2) {
+    const uint32_t b = *p++;
+    dst[i] = table[b & 15u];
+    dst[i + 1] = table[b >> 4];
+  }
+  if (i < n) dst[i] = table[*p & 15u];
+}
+
+// Entries [first, first + n) of the LUT indices as int8 weights.
+static void decode_row(const tg_sparse_weights* w, int32_t first, int32_t n, int8_t* dst) {
+  if (w->bits == 4) {
+    decode4(w->indices, w->table, first, n, dst);
+  } else {
+    const tg_lut_weights lut = {w->indices, w->table, w->bits, w->entries, 0, 0, 0, 0};
+    tg_lut_decode(&lut, first, n, dst);
+  }
+}
+
 #if defined(__GNUC__)
 #define TG_SPARSE_NOINLINE __attribute__((noinline))
 #else
@@ -124,7 +210,6 @@ static TG_SPARSE_NOINLINE void sparse_rows(const tg_sparse_weights* w, const sta
   const uint16_t* const counts = w->counts;    // set: the step form
   const int8_t* values = w->values;            // NULL: LUT indices, a row decoded at a time
   const uint8_t* index = w->index;             // the row's mask, or its first step
-  const tg_lut_weights lut = {w->indices, w->table, w->bits, w->entries, 0, 0, 0, 0};
   int8_t decoded[values ? 1 : w->max_row];
   int32_t first = 0;   // the row's first entry (with a table)
   for (int32_t r = 0; r < rows; r++, out++) {
@@ -132,13 +217,11 @@ static TG_SPARSE_NOINLINE void sparse_rows(const tg_sparse_weights* w, const sta
     if (counts) {
       n = counts[r];
     } else if (!values) {
-      for (int32_t i = 0; i < bytes; i++) {
-        for (uint32_t b = index[i]; b; b &= b - 1u) n++;
-      }
+      n = ones(index, bytes);
     }
     const int8_t* v = values ? values : decoded;
     if (!values) {
-      tg_lut_decode(&lut, first, n, decoded);
+      decode_row(w, first, n, decoded);
       first += n;
     }
     const int8_t* x = in;
@@ -168,6 +251,68 @@ static TG_SPARSE_NOINLINE void sparse_rows(const tg_sparse_weights* w, const sta
   }
 }
 
+// One input row (a fully connected layer's): the same walks with little else live in the loop.
+// decoded: w->max_row bytes for a row of LUT weights.
+static TG_SPARSE_NOINLINE void rows_one(const tg_sparse_weights* w, const stage* st, const int32_t* bias,
+                                        int32_t rows, int32_t depth, const int8_t* x, int8_t* out,
+                                        int8_t* decoded) {
+  const stage s = *st;
+  const uint8_t* index = w->index;
+  const int8_t* values = w->values;
+  const uint16_t* const counts = w->counts;
+  int32_t first = 0;   // the row's first entry (LUT weights)
+  int32_t unused = 0;
+  if (!values && w->bits == 4) {
+    const uint8_t* const idx = w->indices;
+    const int8_t* const table = w->table;
+    const int32_t bytes = (depth + 7) >> 3;
+    uint32_t k = 0;
+    for (int32_t r = 0; r < rows; r++) {
+      int32_t acc = bias[r];
+      if (counts) {
+        const int32_t n = counts[r];
+        walk_steps4(index, n, idx, table, k, x, &acc);
+        index += n;
+        k += (uint32_t)n;
+      } else {
+        k = walk_mask4(index, bytes, idx, table, k, x, &acc);
+        index += bytes;
+      }
+      out[r] = requant(&s, acc, r);
+    }
+    return;
+  }
+  if (counts) {
+    for (int32_t r = 0; r < rows; r++) {
+      const int32_t n = counts[r];
+      const int8_t* v = values ? values : decoded;
+      if (!values) {
+        decode_row(w, first, n, decoded);
+        first += n;
+      }
+      int32_t acc = bias[r];
+      walk_steps(index, n, v, x, 0, 0, &acc, &unused);
+      index += n;
+      if (values) values += n;
+      out[r] = requant(&s, acc, r);
+    }
+    return;
+  }
+  const int32_t bytes = (depth + 7) >> 3;
+  for (int32_t r = 0; r < rows; r++, index += bytes) {
+    const int8_t* v = values ? values : decoded;
+    if (!values) {
+      const int32_t n = ones(index, bytes);
+      decode_row(w, first, n, decoded);
+      first += n;
+    }
+    int32_t acc = bias[r];
+    const int8_t* end = walk_mask(index, bytes, v, x, 0, 0, &acc, &unused);
+    if (values) values = end;
+    out[r] = requant(&s, acc, r);
+  }
+}
+
 void tg_sparse_conv2d_1x1(const tg_conv_sparse_params* p, const int8_t* in, int8_t* out) {
   const tg_conv_params* q = &p->conv;
   const stage s = {q->multiplier, q->shift, q->rounding, q->out_offset, q->act_min, q->act_max, 1, 0};
@@ -178,5 +323,8 @@ void tg_sparse_fully_connected(const tg_fully_connected_sparse_params* p, const 
   const tg_fully_connected_params* q = &p->fc;
   const stage s = {q->multiplier, q->shift, NULL, q->out_offset, q->act_min, q->act_max, q->per_channel,
                    q->single_rounding};
-  sparse_rows(&p->w, &s, q->folded_bias, q->out_depth, q->in_depth, q->batches, in, out);
+  int8_t decoded[p->w.values ? 1 : p->w.max_row];
+  for (int32_t b = 0; b < q->batches; b++, in += q->in_depth, out += q->out_depth) {
+    rows_one(&p->w, &s, q->folded_bias, q->out_depth, q->in_depth, in, out, decoded);
+  }
 }

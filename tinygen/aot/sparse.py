@@ -30,9 +30,9 @@ PARAMS = {"tg_fully_connected": "tg_fully_connected_sparse_params", "tg_conv2d_1
 # the parameter block grows by a tg_sparse_weights (tg_sparse.h)
 EXTRA_PARAM_BYTES = PARAM_BYTES["tg_conv_sparse_params"] - PARAM_BYTES["tg_conv_params"]
 MAX_STEP = 255
-# tg_sparse.c's frames besides a decoded row (arm-none-eabi-gcc -fstack-usage on the Cortex-M0+ and M4:
-# sparse_rows 208-256 B, the kernel 56-72 B, tg_lut_decode 36-48 B: 376 at most)
-FRAME_BYTES = 376
+# tg_sparse.c's deepest frames besides a decoded row (arm-none-eabi-gcc -fstack-usage, Cortex-M0+ / M4):
+# tg_sparse_conv2d_1x1 64, sparse_rows 192 / 176, decode_row 64 / 56, tg_lut_decode 48 / 36
+FRAME_BYTES = 64 + 192 + 64 + 48
 
 
 @dataclass

@@ -17,8 +17,9 @@ extern "C" {
 
 typedef struct {
   // counts NULL, a bitmask: per row (depth + 7) / 8 bytes, a bit set where the weight is kept,
-  // the first position in the top bit (tg_sparse.c: walk_mask). counts set, steps: entry k's byte is its position less the previous entry's in the
-  // row (the row's first: its position); a gap over 255 takes entries of weight 0 and step 255.
+  // the first position in the top bit (tg_sparse.c: walk_mask). counts set, steps: entry k's
+  // byte is its position less the previous entry's in the row (the row's first: its position);
+  // a gap over 255 takes entries of weight 0 and step 255.
   const uint8_t* index;
   const uint16_t* counts;    // steps: entries per row
   const int8_t* values;      // the entries' weights, row after row; NULL with a table:

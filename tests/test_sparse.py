@@ -156,6 +156,13 @@ def test_an_unpruned_model_stays_dense(dense_model, sparse_model):
     assert lut.choose(program, lut.AUTO_BITS) == {}
     assert compiled.weight_bytes == program.weight_bytes
     assert all(not sparse.candidates(s, v) for s in program.steps for n, _, v in s.arrays if n.endswith("_filter"))
+    # nor an all-zero one (C has no empty arrays): the dense kernel's dead channels run it
+    fc = next(s for s in program.steps if s.op == "FULLY_CONNECTED")
+    filt = next(v for n, _, v in fc.arrays if n.endswith("_filter"))
+    assert sparse.candidates(fc, np.zeros_like(filt)) == []
+    filt = filt.copy()
+    filt[1:] = 0
+    assert sparse.candidates(fc, filt)
 
 
 def test_sparse_kernels_add_their_stack_to_the_fit(sparse_model):

@@ -248,12 +248,14 @@ def test_fit_knows_the_aot_runtime(shared_models):
     assert j["sram"]["arena_bytes"] < tflm["sram"]["arena_bytes"]
     assert j["flash"]["total_bytes"] < tflm["flash"]["total_bytes"]
     # the planner runs VWW's convolutions over their inputs, some of them backwards (last pixel first),
-    # and pairs of them as rings (tg_conv_ring: the first's output a window of rows on the stack); its
-    # weights stay dense (five pointwise layers hold at most 32 values per channel: 5-bit indices,
-    # which aot/lut.py stores only when asked)
-    assert j["aot"]["kernels"] == sorted(["tg_conv2d_1x1", "tg_conv2d_backwards", "tg_conv_ring",
+    # and pairs of them as rings (tg_conv_ring: the first's output a window of rows on the stack); no
+    # LUT weights (five pointwise layers hold at most 32 values per channel: 5-bit indices, which
+    # aot/lut.py stores only when asked), but its last seven pointwise layers are 64-99% exact zeros
+    # as trained: aot/sparse.py stores them without (tg_sparse_conv2d_1x1)
+    assert j["aot"]["kernels"] == sorted(["tg_conv2d", "tg_conv2d_1x1", "tg_conv2d_1x1_backwards", "tg_conv_ring",
                                           "tg_depthwise_conv2d", "tg_depthwise_conv2d_backwards",
-                                          "tg_average_pool2d", "tg_fully_connected", "tg_softmax"])
+                                          "tg_average_pool2d", "tg_fully_connected", "tg_softmax",
+                                          "tg_sparse_conv2d_1x1"])
     assert sorted(set(j["aot"]["in_place_forms"].values())) == ["element-wise", "ring streamed", "streamed",
                                                                 "streamed backwards"]
 

@@ -172,3 +172,5 @@ void tg_concatenation(const tg_concat_params* p, const void* const* ins, void* o
 
 // The kernels over look-up-table weights (clustered models), declared apart.
 #include "tg_lut.h"
+// The kernels over sparse weights (unstructured-pruned models).
+#include "tg_sparse.h"

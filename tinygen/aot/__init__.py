@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..model.graph import Graph
-from . import lut
+from . import lut, sparse
 from .lower import ALIAS_OPS, KERNEL_DIR, KERNELS, MATCHES, AotError, Program, Step, lower, quantize_multiplier  # noqa: F401
 from .plan import InPlace, MemoryPlan, check_plan, plan  # noqa: F401
 from .render import kernel_sources, render
@@ -99,7 +99,7 @@ def compile(graph: Graph, model_bytes: bytes, match: str = "tflm", model_name: s
         graph, model_bytes = parse(folded, model_name), folded
         lut_bits = lut.MAX_BITS if lut_bits is None else lut_bits
     program = lower(graph, model_bytes, match)
-    chosen = lut.choose(program, lut.AUTO_BITS if lut_bits is None else lut_bits)
+    chosen = lut.choose(program, lut.AUTO_BITS if lut_bits is None else lut_bits, extra=sparse.candidates)
     arena = plan(program)
     arena.stack_bytes = max(arena.stack_bytes, lut.stack_bytes(program, chosen))
     check_plan(program, arena)

@@ -155,8 +155,8 @@ class Program:
 
     @property
     def weight_bytes(self) -> int:
-        """Flash the const arrays take as C: int8_t one byte an element, int32_t and float four."""
-        return sum(a[2].size * (1 if a[1] in ("int8_t", "uint8_t") else 4) for s in self.steps for a in s.arrays)
+        """Flash the const arrays take as C: int8_t one byte an element, uint16_t two, int32_t and float four."""
+        return sum(a[2].size * {"int8_t": 1, "uint8_t": 1, "uint16_t": 2}.get(a[1], 4) for s in self.steps for a in s.arrays)
 
 
 def _buffers_data(model_bytes: bytes) -> list[bytes]:

@@ -234,10 +234,12 @@ def _code_bytes(kernels: set[str]) -> int:
     return sum((s + 3) // 4 * 4 for s in union.values())
 
 
-def choose(program: Program, max_bits: int = AUTO_BITS) -> dict[int, Packed]:
+def choose(program: Program, max_bits: int = AUTO_BITS, extra=None) -> dict[int, Packed]:
     """Store each weight tensor as LUT indices of at most `max_bits` bits where that takes fewer
     bytes, counting the larger parameter block and, per LUT kernel, the code it adds over the
-    dense kernels. Rewrites the chosen steps in place; returns {step index: what it stores}."""
+    dense kernels. Rewrites the chosen steps in place; returns {step index: what it stores}.
+    extra(step, filter): further forms to weigh the same way (aot/sparse.py's: objects with
+    kernel, bits, nbytes, stack_bytes and apply(step, filter, dense bytes))."""
     best: dict[int, tuple[Packed, np.ndarray, int]] = {}
     for i, s in enumerate(program.steps):
         if s.op not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") or s.kernel is None:
@@ -245,7 +247,8 @@ def choose(program: Program, max_bits: int = AUTO_BITS) -> dict[int, Packed]:
         filt = next((v for n, _, v in s.arrays if n == f"op{s.op_index}_filter"), None)
         if filt is None:
             continue
-        options = [c for c in candidates(s, np.asarray(filt)) if c.bits <= max_bits]
+        more = extra(s, np.asarray(filt)) if extra is not None else []
+        options = [c for c in candidates(s, np.asarray(filt)) + more if c.bits <= max_bits]
         if options:
             p = min(options, key=lambda c: c.nbytes)
             # the paired 4-bit form pads its table to 16 values; for up to 16 bytes it runs a fully
@@ -268,7 +271,10 @@ def choose(program: Program, max_bits: int = AUTO_BITS) -> dict[int, Packed]:
             for i in mine:
                 del best[i]
     for i, (p, filt, n) in best.items():
-        _apply(program.steps[i], p, filt, n)
+        if isinstance(p, Packed):
+            _apply(program.steps[i], p, filt, n)
+        else:
+            p.apply(program.steps[i], filt, n)
     return {i: p for i, (p, _, _) in best.items()}
 
 

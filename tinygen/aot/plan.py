@@ -245,6 +245,8 @@ def _options(program: Program) -> dict[int, list[InPlace]]:
             continue
         if s.kernel.startswith("tg_lut_"):
             continue     # the LUT kernels (aot/lut.py) run no in-place form
+        if s.kernel.startswith("tg_sparse_"):
+            continue     # nor the sparse ones (aot/sparse.py): a channel over every pixel at a time
         opts = []
         if s.in_place_ok:
             for k, t in enumerate(s.inputs):

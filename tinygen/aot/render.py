@@ -98,5 +98,5 @@ def render(program: Program, arena: MemoryPlan, model_name: str) -> dict[str, st
 def kernel_sources(program: Program) -> dict[str, str]:
     """The hand-written kernel files the program calls, by name."""
     d = resource_dir("firmware") / KERNEL_DIR
-    names = ["tg_kernels.h", "tg_fixedpoint.h", "tg_dot.h", "tg_add.h", "tg_lut.h"] + program.sources
+    names = ["tg_kernels.h", "tg_fixedpoint.h", "tg_dot.h", "tg_add.h", "tg_lut.h", "tg_sparse.h"] + program.sources
     return {n: (d / n).read_text() for n in names}

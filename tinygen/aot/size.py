@@ -64,6 +64,8 @@ CALLS = {
     "tg_lut_pointwise": ("tg_lut.c", "tg_lut_pointwise((const tg_conv_lut_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_lut_fully_connected": ("tg_lut.c", "tg_lut_fully_connected((const tg_fully_connected_lut_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
     "tg_lut_fully_connected_4": ("tg_lut.c", "tg_lut_fully_connected_4((const tg_fully_connected_lut_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
+    "tg_sparse_conv2d_1x1": ("tg_sparse.c", "tg_sparse_conv2d_1x1((const tg_conv_sparse_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
+    "tg_sparse_fully_connected": ("tg_sparse.c", "tg_sparse_fully_connected((const tg_fully_connected_sparse_params*)sink, (const int8_t*)sink, (int8_t*)sink);"),
 }
 
 # sizeof() of each parameter block on a 32-bit core: int32 fields and 4-byte pointers
@@ -76,6 +78,9 @@ PARAM_BYTES = {
 # the LUT kernels' (tg_lut.h): the dense block and a tg_lut_weights of two pointers and six int32
 PARAM_BYTES.update({"tg_conv_lut_params": PARAM_BYTES["tg_conv_params"] + 8 * 4,
                     "tg_fully_connected_lut_params": PARAM_BYTES["tg_fully_connected_params"] + 8 * 4})
+# the sparse kernels' (tg_sparse.h): the dense block and a tg_sparse_weights of five pointers and three int32
+PARAM_BYTES.update({"tg_conv_sparse_params": PARAM_BYTES["tg_conv_params"] + 8 * 4,
+                    "tg_fully_connected_sparse_params": PARAM_BYTES["tg_fully_connected_params"] + 8 * 4})
 # a ring form's tg_ring_params (tg_kernels.h: two pointers and three int32), a static const in its call
 RING_PARAMS_BYTES = 5 * 4
 

@@ -16,6 +16,8 @@ fewer instructions than dense int8 with int8 weights kept, 1.6x more with 4-bit 
 table look-up per weight kept). A pointwise convolution walks a channel's entries once per two
 pixels: faster than the dense kernel below about a quarter of the weights kept (VWW's pointwise
 layer 14, 36% kept, takes 1.3x its dense instructions; layers 16-26, 1-10% kept, 2.4-9x fewer).
+So a pointwise layer is offered sparse only at a quarter kept or less, and sparse + LUT only where
+it stores at most two thirds of sparse int8's bytes.
 
 The sums are the dense kernels' integer sums less zero products, and the folded bias
 (bias - zero_point_in * sum(w)) is the same: bit-exact by construction. Larger k x k
@@ -147,6 +149,8 @@ def candidates(step: Step, filt: np.ndarray) -> list[Sparse]:
     w = rows_of(step, filt)
     if w is None or np.count_nonzero(w) * 2 > w.size:
         return []     # not even half zeros: no sparse form is smaller than dense int8
+    if step.kernel == "tg_conv2d_1x1" and np.count_nonzero(w) * 4 > w.size:
+        return []     # a sparse pointwise layer is slower than the dense kernel above a quarter kept
     if not w.any():
         return []     # all zeros: nothing to store (C has no empty arrays); the dense kernel's dead channels
     kernel = KERNELS[step.kernel]
@@ -158,12 +162,17 @@ def candidates(step: Step, filt: np.ndarray) -> list[Sparse]:
         index, counts, values = packed
         per_row = (counts.astype(np.int64) if counts is not None else np.count_nonzero(w, axis=1))
         max_row = int(per_row.max(initial=0))
-        out.append(Sparse(kernel, form, index, counts, values, 0, max_row=max_row))
+        plain = Sparse(kernel, form, index, counts, values, 0, max_row=max_row)
+        out.append(plain)
         table = per_tensor_table(values) if values.size else None
         if table is not None:
             idx, tab = table
             bits = bits_for(tab.size)
-            out.append(Sparse(kernel, form, index, counts, values, bits, pack_stream(idx, bits), tab, max_row))
+            lut = Sparse(kernel, form, index, counts, values, bits, pack_stream(idx, bits), tab, max_row)
+            # a table look-up per weight kept costs about 1.7x the instructions (AD01): worth it for
+            # a third of the bytes, as lut.py's rule for fully connected layers
+            if 3 * lut.stored <= 2 * plain.stored:
+                out.append(lut)
     return out
 
 

@@ -196,3 +196,14 @@ def test_values_that_are_not_numbers_are_counted_not_taken(tmp_path):
     records = [json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in --log")) for line in log.read_text().splitlines()]
     assert [r["energy_uj"] for r in records] == [None] * len(odd) + [1.5]
     latency_png(mon.stats, tmp_path / "lat.png", "odd values")
+
+
+def test_mlperf_session_refuses_what_it_would_not_write(tmp_path):
+    """--log and a --plot without --power have nothing to record in an --mlperf session: one
+    sentence each, before the port is touched, and no file left behind."""
+    for extra, words in ((["--log", tmp_path / "run.csv"], "--log records"), (["--plot", tmp_path / "p.png"], "give --power")):
+        r = subprocess.run([sys.executable, "-m", "tinygen.cli", "monitor", "--port", str(tmp_path / "nope"),
+                            "--mlperf", "infer", "2", "1", *map(str, extra)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert r.stderr.count("error:") == 1 and words in r.stderr
+    assert not list(tmp_path.iterdir())

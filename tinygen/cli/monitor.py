@@ -56,6 +56,11 @@ def run_monitor(port: str, board: Optional[str], baud: Optional[int] = None, cou
     try:
         b = load_board(board) if board else None
         rate = baud or (b.baud if b else 115200)
+        if mlperf is not None and log is not None:
+            raise TinygenError("--log records the lines of tinygen's own harness; an --mlperf session's results "
+                               "are in its summary (--json for a script).")
+        if mlperf is not None and plot is not None and power is None:
+            raise TinygenError("With --mlperf, --plot draws the power monitor's current trace: give --power too.")
         # with --mlperf only the power trace is drawn (there is no latency series)
         pictures = [] if plot is None else ([plot] if mlperf is None else []) + ([_power_png(plot)] if power else [])
         for picture in pictures:

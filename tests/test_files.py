@@ -558,3 +558,18 @@ def test_plot_and_log_options_refuse_a_users_file_and_rerun_over_their_own(tmp_p
     assert r.returncode == 0, r.stderr
     assert log.read_text().startswith("time,raw,valid")
     assert not list(tmp_path.glob(".*tinygen-tmp"))
+
+
+def test_a_plot_tinygen_wrote_does_not_make_the_folder_the_users(tmp_path):
+    """`fit --plot mem.png` then `build --out .` in the same folder: the picture and the record
+    beside it are tinygen's, so the folder is not refused as holding a user's files; edited, the
+    picture is the user's again."""
+    write_file(tmp_path / "mem.png", PNG + b"tinygen's", "--plot")
+    check_out_dir(tmp_path)
+    write_tree(tmp_path, {"model.tflite": b"m"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([FILE_RECORD, MANIFEST, "mem.png", "model.tflite"])
+    other = tmp_path / "other"
+    write_file(other / "mem.png", PNG + b"tinygen's", "--plot")
+    (other / "mem.png").write_bytes(PNG + b"edited by the user")
+    with pytest.raises(OutputError, match=r"holds files tinygen did not write \(mem\.png\)"):
+        check_out_dir(other)

@@ -202,11 +202,16 @@ def _plan(out_dir: Path, force: bool) -> _Plan:
         def walk(folder: str) -> None:
             with os.scandir(root / folder if folder else root) as it:
                 entries = sorted(it, key=lambda e: e.name)
+            named = _named_here(root / folder if folder else root)
             for e in entries:
                 rel = f"{folder}/{e.name}" if folder else e.name
                 is_dir = e.is_dir(follow_symlinks=False)
                 if rel == MANIFEST or rel in intact or (rel in m.trees and is_dir):
                     continue
+                if e.is_file(follow_symlinks=False) and (
+                        (e.name == FILE_RECORD and named is not None)
+                        or (e.name in (named or {}) and _file_sha256(Path(e.path)) in named[e.name])):
+                    continue    # a --plot or --log tinygen wrote here, unchanged, and its record
                 if m.found and _TMP.match(e.name) and e.is_file(follow_symlinks=False):
                     litter.append(Path(e.path))
                 elif is_dir and rel in ours:
@@ -494,6 +499,15 @@ def _out_file_state(path: Path, option: str) -> set[str]:
                           "name, or delete it yourself if it can go.")
     raise OutputError(f"{option} {path} is a file tinygen did not write: choose another name, or delete it yourself "
                       "if it can go.")
+
+
+def _named_here(folder: Path) -> dict[str, set[str]] | None:
+    """The files tinygen wrote in `folder` by name (--plot, --log), or None where there is no
+    record or it is damaged (then the record and those files count as the user's)."""
+    try:
+        return _read_file_record(folder, "--plot") if os.path.lexists(folder / FILE_RECORD) else None
+    except OutputError:
+        return None
 
 
 def _file_sha256(path: Path) -> str:

@@ -118,3 +118,35 @@ def test_digits_cnn_compresses_35x_within_a_point(tmp_path):
     assert r.sparsity >= 0.9
     assert r.agreement.accuracy_after >= r.accuracy_float - 0.01
     assert r.bit_exact.identical and r.bit_exact.samples == len(val)
+
+
+def test_a_clustered_int8_model_is_the_same_flatbuffer_with_its_weights_shared(shared_models):
+    """Post-training clustering overwrites the weights in place: every other byte as it was, each
+    weight at most n values per tensor (per channel where quantized so), and TFLite's interpreter
+    and tflite-micro's both load it and agree on the outputs."""
+    from tinygen.model.evaluate import tflite_reference
+    from tinygen.model.graph import parse
+    from tinygen.shrink.cluster import cluster_int8
+    from tinygen.tflm.compress import table_axis, weight_tensors
+    from tinygen.tflm.interpreter import int8_predict
+
+    model = (shared_models / "kws_ref_model.tflite").read_bytes()
+    g = parse(model)
+    clustered = cluster_int8(model, g, 8, per_channel=True)
+    c = parse(clustered)
+    a, b = np.frombuffer(model, np.uint8), np.frombuffer(clustered, np.uint8)
+    changed = np.flatnonzero(a != b)
+    weights = weight_tensors(g)
+    assert len(clustered) == len(model) and 0 < changed.size < sum(g.tensors[i].nbytes for i in weights)
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    m = schema.ModelT.InitFromPackedBuf(bytearray(clustered), 0)
+    for i in weights:
+        w = np.asarray(m.buffers[c.tensors[i].buffer].data, np.uint8).view(np.int8).reshape(g.tensors[i].shape)
+        axis = table_axis(g, i)
+        rows = [w] if axis is None else list(np.moveaxis(w, axis, 0))
+        assert max(len(np.unique(r)) for r in rows) <= 8
+    x = np.random.default_rng(3).integers(-128, 128, size=(8,) + tuple(g.tensors[g.inputs[0]].shape[1:]), dtype=np.int8)
+    lite = tflite_reference(clustered, x)
+    assert lite is not None
+    assert np.array_equal(np.asarray(lite).reshape(8, -1), np.asarray(int8_predict(clustered, c, x)).reshape(8, -1))

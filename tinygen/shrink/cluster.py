@@ -98,16 +98,24 @@ def cluster_tensor(w: np.ndarray, n: int, axis: int | None, keep_zero: bool = Tr
 def cluster_int8(model_bytes: bytes, graph: Graph, n: int, per_channel: bool = False) -> bytes:
     """The int8 model with every CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED weight clustered
     to at most `n` values (per tensor, or per output channel); nothing else changes."""
-    from tflite_micro.tensorflow.lite.micro.compression import model_editor
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-    editor = model_editor.read(model_bytes)
+    # the weights overwritten where they are in the flatbuffer: the same bytes otherwise (a model
+    # rebuilt by tflite-micro's model_editor was refused by TFLite's interpreter)
+    out = bytearray(model_bytes)
+    model = schema.Model.GetRootAs(out, 0)
     for i in tflm_compress.weight_tensors(graph):
-        t = editor.subgraphs[0].tensors[i]
-        w = np.frombuffer(bytes(t.buffer.data), np.int8).reshape(graph.tensors[i].shape)
+        t = graph.tensors[i]
+        buf = model.Buffers(t.buffer)
+        if buf.Offset() > 1:     # data stored after the flatbuffer (models over 2 GB)
+            view = np.frombuffer(memoryview(out)[buf.Offset():buf.Offset() + buf.Size()], np.int8)
+        else:
+            view = buf.DataAsNumpy().view(np.int8)
+        w = view.reshape(t.shape)
         # per channel only where the weight is quantized per channel: TFLM's tables follow it
         axis = tflm_compress.table_axis(graph, i) if per_channel else None
-        t.buffer.data = cluster_tensor(w, n, axis).tobytes()
-    return bytes(editor.build())
+        view[:] = cluster_tensor(w.copy(), n, axis).reshape(-1)
+    return bytes(out)
 
 
 # --- clustering by index bits (the search, `build --compress`) -----------------------------------

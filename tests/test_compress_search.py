@@ -145,3 +145,31 @@ def test_bad_compress_values_get_one_sentence(args, sentence, tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.startswith("error: ") and sentence in r.stderr and r.stderr.count(".") <= 3
     assert not (tmp_path / "o").exists()
+
+
+def test_the_aot_search_picks_weights_pruned_post_training_when_only_that_fits(dense_net):
+    """With --runtime aot the search also zeroes each weight's smallest share (no training) and
+    measures the flash of the AOT runtime's sparse forms: on a board short of the dense int8 model
+    it picks the least pruned model that fits, and that model's weights are zeros where it says."""
+    from tinygen import aot
+    from tinygen.model.graph import parse
+    from tinygen.shrink.search import WEIGHT_SPARSITIES, search
+    from tinygen.tflm.compress import values, weight_tensors
+
+    teacher, train, val = dense_net
+    opts = dict(widths=(1.0,), sparsities=(0.0,), qat_when_drop=1.0, runtime="aot", bits=())
+    dense = search(load_board("sparkfun-edge"), teacher, "t", train, val, **opts).candidates[0]
+    edge = load_board("sparkfun-edge")
+    board = replace(edge, flash_size=edge.flash_reserved + dense.flash_bytes - 20_000)
+    result = search(board, teacher, "t", train, val, max_drop=50.0, **opts)
+    c = result.chosen
+    assert not result.candidates[0].fits and c is not None and c.fits
+    assert c.storage == "sparse" and c.weight_sparsity in WEIGHT_SPARSITIES and c.flash_bytes < dense.flash_bytes
+    tried = [x.weight_sparsity for x in result.candidates if x.storage == "sparse"]
+    assert tried == sorted(tried) and tried[-1] == c.weight_sparsity      # least pruned first, stopped once one fit
+    _, pruned, _ = result.models[result.chosen_index]
+    g = parse(pruned)
+    for i in weight_tensors(g):
+        w = values(pruned, g, i)
+        assert np.count_nonzero(w == 0) >= int(c.weight_sparsity * w.size)
+    assert any(k.startswith("tg_sparse") for k in aot.compile(g, pruned).program.kernels)

@@ -136,8 +136,9 @@ def _shrink_first(board_name: str, model: Optional[Path], data: Optional[Path], 
     if not as_json:  # with --json, stdout is the build's one object; the search is in search.json
         render_search(result, as_json=False)
     bits = result.chosen.cluster_bits
-    # a clustered choice is built from its clustered int8 model, which --compress keeps as it is
-    return result.out_dir / ("model.tflite" if bits else "model.keras"), inputs.train, inputs.val, bits
+    # a clustered or pruned choice is built from its int8 model (--compress keeps a clustered one as it is)
+    post_training = bits or result.chosen.weight_sparsity
+    return result.out_dir / ("model.tflite" if post_training else "model.keras"), inputs.train, inputs.val, bits
 
 
 def _run_build(board_name, model, data, val, out_dir, as_json, opts, plot=None, compile_=False, run=False,

@@ -179,7 +179,8 @@ def render_search(result, as_json: bool) -> None:
             t.add_column(c, justify="right")
         for i, c in enumerate(result.candidates):
             mark = (">" if c is result.chosen else " ") + ("*" if i in result.pareto else " ")
-            weights = f"{c.cluster_bits}-bit/{c.cluster_granularity}" if c.cluster_bits else "int8"
+            weights = (f"{c.cluster_bits}-bit/{c.cluster_granularity}" if c.cluster_bits else
+                       f"sparse {c.weight_sparsity:.0%}" if c.weight_sparsity else "int8")
             t.add_row(mark, f"{c.width:g}", f"{c.sparsity:.0%}", c.quantization, weights, f"{c.params:,}", f"{c.macs / 1e6:.2f}", f"{c.accuracy_float:.1%}",
                       f"{c.accuracy_int8:.1%}", kb(c.flash_bytes), kb(c.sram_bytes), "yes" if c.fits else "no",
                       f"{c.train_seconds:.1f}")
@@ -190,7 +191,8 @@ def render_search(result, as_json: bool) -> None:
             out.print(f"Not tried, as they could not be more accurate than a candidate that fits: widths "
                       f"{', '.join(named)}.", highlight=False)
         o, c = result.candidates[0], result.chosen
-        clustered = (f", weights clustered to {c.cluster_bits} bits per {c.cluster_granularity}" if c.cluster_bits else "")
+        clustered = (f", weights clustered to {c.cluster_bits} bits per {c.cluster_granularity}" if c.cluster_bits else
+                     f", {c.weight_sparsity:.0%} of its weights zeroed (stored sparse)" if c.weight_sparsity else "")
         out.print(f"Chosen: width {c.width:g}, {c.sparsity:.0%} of filters pruned, {c.quantization}{clustered}; int8 accuracy {o.accuracy_int8:.2%} -> {c.accuracy_int8:.2%} "
                   f"({(c.accuracy_int8 - o.accuracy_int8) * 100:+.2f} points, by {c.accuracy_kind}). "
                   f"Wrote {', '.join(result.files)} to {result.out_dir}/", highlight=False)

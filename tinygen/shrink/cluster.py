@@ -98,10 +98,34 @@ def cluster_tensor(w: np.ndarray, n: int, axis: int | None, keep_zero: bool = Tr
 def cluster_int8(model_bytes: bytes, graph: Graph, n: int, per_channel: bool = False) -> bytes:
     """The int8 model with every CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED weight clustered
     to at most `n` values (per tensor, or per output channel); nothing else changes."""
+    def shared(i: int, w: np.ndarray) -> np.ndarray:
+        # per channel only where the weight is quantized per channel: TFLM's tables follow it
+        return cluster_tensor(w, n, tflm_compress.table_axis(graph, i) if per_channel else None)
+
+    return rewrite_weights(model_bytes, graph, shared)
+
+
+def prune_int8(model_bytes: bytes, graph: Graph, sparsity: float) -> bytes:
+    """The int8 model with the smallest `sparsity` share of each CONV_2D, DEPTHWISE_CONV_2D and
+    FULLY_CONNECTED weight set to zero (post-training magnitude pruning; symmetric int8 weights,
+    so 0 is a weight of 0). What the AOT runtime's sparse forms store without the zeros."""
+    def pruned(i: int, w: np.ndarray) -> np.ndarray:
+        k = int(sparsity * w.size)
+        if k == 0:
+            return w
+        out = w.reshape(-1).copy()
+        out[np.argsort(np.abs(out.astype(np.int16)), kind="stable")[:k]] = 0
+        return out.reshape(w.shape)
+
+    return rewrite_weights(model_bytes, graph, pruned)
+
+
+def rewrite_weights(model_bytes: bytes, graph: Graph, fn) -> bytes:
+    """The model with each weight tensor `i` (weight_tensors) replaced by fn(i, its int8 array),
+    overwritten where it is in the flatbuffer: every other byte as it was (a model rebuilt by
+    tflite-micro's model_editor was refused by TFLite's interpreter)."""
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-    # the weights overwritten where they are in the flatbuffer: the same bytes otherwise (a model
-    # rebuilt by tflite-micro's model_editor was refused by TFLite's interpreter)
     out = bytearray(model_bytes)
     model = schema.Model.GetRootAs(out, 0)
     for i in tflm_compress.weight_tensors(graph):
@@ -111,10 +135,7 @@ def cluster_int8(model_bytes: bytes, graph: Graph, n: int, per_channel: bool = F
             view = np.frombuffer(memoryview(out)[buf.Offset():buf.Offset() + buf.Size()], np.int8)
         else:
             view = buf.DataAsNumpy().view(np.int8)
-        w = view.reshape(t.shape)
-        # per channel only where the weight is quantized per channel: TFLM's tables follow it
-        axis = tflm_compress.table_axis(graph, i) if per_channel else None
-        view[:] = cluster_tensor(w.copy(), n, axis).reshape(-1)
+        view[:] = np.asarray(fn(i, view.reshape(t.shape).copy()), np.int8).reshape(-1)
     return bytes(out)
 
 

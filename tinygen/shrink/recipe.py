@@ -90,13 +90,15 @@ class Candidate:
     fits: bool
     train_seconds: float
     accuracy_kind: str
-    # how the weights are stored: "dense" int8, or "lut" (clustered post-training to 2^cluster_bits
+    # how the weights are stored: "dense" int8, "lut" (clustered post-training to 2^cluster_bits
     # values per cluster_granularity, "tensor" or "channel": TFLM compressed tensors, or the AOT
-    # runtime's packed indices); the AOT runtime's sparse forms would add "sparse" and "sparse+lut".
+    # runtime's packed indices), or "sparse" (weight_sparsity of each weight zeroed post-training:
+    # the AOT runtime stores mostly-zero layers without their zeros).
     # Plain JSON values: search.json and the search's cache hold them.
     storage: str = "dense"
     cluster_bits: int | None = None
     cluster_granularity: str | None = None
+    weight_sparsity: float | None = None
 
 
 @dataclass

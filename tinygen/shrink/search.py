@@ -22,10 +22,14 @@ from ..model.data import Dataset
 from ..model.evaluate import top1
 from ..model.graph import parse
 from ..tflm.interpreter import int8_predict
-from .cluster import INDEX_BITS, cluster_bits, granularities
+from .cluster import INDEX_BITS, cluster_bits, granularities, prune_int8
 from .distill import distill
 from .recipe import Candidate, evaluate, fit_as_built, keras_bytes, qat, top1_score
 from .width import prune_filters, scale_width
+
+# shares of each weight zeroed post-training, least first: the AOT runtime stores a FULLY_CONNECTED
+# or pointwise layer without its zeros once at least half (a pointwise one: three quarters) are zero
+WEIGHT_SPARSITIES = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 SEARCH_FILES = ("model.keras", "model.tflite", "model.compressed.tflite", "search.json", "search.png")
@@ -119,10 +123,12 @@ def search(board: Board, teacher, teacher_hash: str, train: Dataset, val: Datase
            floor: float | None = None,
            epochs: int = 10, qat_epochs: int = 3, qat_when_drop: float = 0.005, cache_dir: Path | None = None,
            progress: Callable[[str, int | None, int | None], None] = lambda *a: None,
-           runtime: str = "tflm", bits: tuple[int, ...] = INDEX_BITS) -> SearchResult:
+           runtime: str = "tflm", bits: tuple[int, ...] = INDEX_BITS,
+           weight_sparsities: tuple[float, ...] = WEIGHT_SPARSITIES) -> SearchResult:
     """Candidates from largest to smallest: each width, then that width with a share of its filters
     structurally pruned; PTQ each, and QAT too when PTQ loses more than `qat_when_drop` of the float
-    accuracy; an int8 candidate that does not fit, clustered to each of `bits` (clustered_candidates).
+    accuracy; an int8 candidate that does not fit, clustered to each of `bits` (clustered_candidates)
+    and, for the AOT runtime, its weights pruned to each of `weight_sparsities` (pruned_candidates).
     Once a candidate fits and meets the accuracy floor, smaller ones cannot be more accurate (the
     assumption this search makes), so they are skipped. Flash and SRAM are the fit check's for
     `runtime`."""
@@ -185,12 +191,20 @@ def search(board: Board, teacher, teacher_hash: str, train: Dataset, val: Datase
                 baseline = cand
             # clustering stores weights in fewer bytes of flash; it frees no SRAM (TFLM's DECODE even
             # adds the decoded weights to the arena), so a candidate over on SRAM is not clustered
-            if not cand.fits and bits and cand.sram_bytes <= board.sram_size:
-                progress(f"Clustering width {w:g} {quant} post-training", n, len(recipes))
-                for c, clustered, compressed in clustered_candidates(cand, tflite, board, val, teacher_top1, runtime,
-                                                                     _floor(baseline, max_drop, floor), bits):
+            if not cand.fits and cand.sram_bytes <= board.sram_size:
+                if bits:
+                    progress(f"Clustering width {w:g} {quant} post-training", n, len(recipes))
+                for c, clustered, compressed in (clustered_candidates(cand, tflite, board, val, teacher_top1, runtime,
+                                                                      _floor(baseline, max_drop, floor), bits)
+                                                 if bits else ()):
                     models[len(cands)] = (student_bytes, clustered, compressed)
                     cands.append(c)
+                if runtime == "aot" and weight_sparsities:
+                    progress(f"Pruning width {w:g} {quant}'s weights post-training", n, len(recipes))
+                    for c, pruned in pruned_candidates(cand, tflite, board, val, teacher_top1,
+                                                       _floor(baseline, max_drop, floor), weight_sparsities):
+                        models[len(cands)] = (student_bytes, pruned, None)
+                        cands.append(c)
     limit = _floor(baseline, max_drop, floor)
     ok = [i for i, c in enumerate(cands) if c.fits and (limit is None or c.accuracy_int8 >= limit)]
     chosen = max(ok, key=lambda i: (cands[i].accuracy_int8, -cands[i].flash_bytes)) if ok else None
@@ -230,11 +244,41 @@ def clustered_candidates(base: Candidate, tflite: bytes, board: Board, val: Data
     return found
 
 
+def pruned_candidates(base: Candidate, tflite: bytes, board: Board, val: Dataset, teacher_top1: np.ndarray,
+                      limit: float | None, sparsities: tuple[float, ...] = WEIGHT_SPARSITIES
+                      ) -> list[tuple[Candidate, bytes]]:
+    """`base`'s int8 model with the smallest weights zeroed post-training (no training), for the
+    AOT runtime's sparse forms: (candidate, pruned int8 model), least pruned first, stopping at the
+    first that fits or falls below `limit` (more pruning would not be more accurate). A share that
+    makes no layer smaller is not measured."""
+    g = parse(tflite)
+    dense = base.flash_bytes
+    found = []
+    for s in sorted(set(sparsities)):
+        started = time.monotonic()
+        pruned = prune_int8(tflite, g, s)
+        pg = parse(pruned, "the pruned model")
+        report = check_fit(pg, board, runtime="aot", model_bytes=pruned)
+        if report.flash.total_bytes >= dense:
+            continue     # no layer stored sparse at this share
+        out = int8_predict(pruned, pg, val.x)
+        cand = Candidate(base.width, base.sparsity, base.quantization, base.accuracy_float,
+                         top1_score(out, val.y, teacher_top1), report.flash.total_bytes, report.sram.total_bytes,
+                         base.macs, base.params, report.fits, round(time.monotonic() - started, 2),
+                         base.accuracy_kind, "sparse", weight_sparsity=s)
+        found.append((cand, pruned))
+        if cand.fits or (limit is not None and cand.accuracy_int8 < limit):
+            break
+    return found
+
+
 def describe(c: Candidate) -> str:
     """A candidate in words: width, pruning, quantization and clustering."""
     words = f"width {c.width:g}" + (f" with {c.sparsity:.0%} of filters pruned" if c.sparsity else "") + f" {c.quantization}"
     if c.cluster_bits:
         words += f" clustered to {c.cluster_bits} bits per {c.cluster_granularity}"
+    if c.weight_sparsity:
+        words += f" with {c.weight_sparsity:.0%} of its weights zeroed (stored sparse)"
     return words
 
 
@@ -257,10 +301,11 @@ def search_png(result: SearchResult, path: Path) -> None:
                                    (axes[1], "sram_bytes", result.board.sram_size, "SRAM")):
         for i, c in enumerate(result.candidates):
             x = getattr(c, key) / 1024
-            marker = "^" if c.cluster_bits else ("o" if c.quantization == "ptq" else "s")
+            marker = "^" if c.cluster_bits else ("v" if c.weight_sparsity else ("o" if c.quantization == "ptq" else "s"))
             color = "#c44e52" if c is result.chosen else ("#4c72b0" if i in result.pareto else "#999999")
             ax.scatter(x, c.accuracy_int8 * 100, marker=marker, color=color, s=50, zorder=3)
-            tag = f"{c.width:g} {c.quantization}" + (f" {c.cluster_bits}b/{c.cluster_granularity[0]}" if c.cluster_bits else "")
+            tag = (f"{c.width:g} {c.quantization}" + (f" {c.cluster_bits}b/{c.cluster_granularity[0]}" if c.cluster_bits else "")
+                   + (f" {c.weight_sparsity:.0%} zeros" if c.weight_sparsity else ""))
             ax.annotate(tag, (x, c.accuracy_int8 * 100), fontsize=7,
                         xytext=(4, 3), textcoords="offset points")
         ax.axvline(budget / 1024, color="#c44e52", ls="--", lw=0.8, label=f"{result.board.id} {label}")

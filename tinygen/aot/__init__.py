@@ -65,14 +65,7 @@ def use_forms(program: Program, arena: MemoryPlan) -> None:
                 _skip_first(program.steps[f.also[0]], b.output)
         elif f.form == "conv+add":
             s.kernel = "tg_conv2d_add"
-            add = program.steps[f.fused]
-            if add.inputs[0] == s.output:
-                p = dict(add.params)
-                for a, b in (("in1_strides", "in2_strides"), ("in1_offset", "in2_offset"),
-                             ("in1_multiplier", "in2_multiplier"), ("in1_shift", "in2_shift")):
-                    p[a], p[b] = add.params[b], add.params[a]
-                add.params = p
-                add.inputs = add.inputs[::-1]
+            _skip_first(program.steps[f.fused], s.output)
 
 
 def _skip_first(add: Step, y: int) -> None:

@@ -105,7 +105,7 @@ static void conv_window(const tg_conv_params* p, const output_stage* stage, cons
   int32_t oc = 0;
 #if !TG_DSP
   for (; oc + 4 <= p->out_c; oc += 4) conv_four(o, p->filter + oc * filter_size, filter_size, p->folded_bias, oc, window, rows, n, row_step, out);
-#endif
+#else  // two filters at a time (without DSP the last three at most go one at a time, below: less flash)
   for (; oc + 2 <= p->out_c; oc += 2) {
     const int8_t* f0 = p->filter + oc * filter_size;
     int32_t acc0 = p->folded_bias[oc], acc1 = p->folded_bias[oc + 1];
@@ -115,6 +115,7 @@ static void conv_window(const tg_conv_params* p, const output_stage* stage, cons
     out[oc] = requantize(o, acc0, oc);
     out[oc + 1] = requantize(o, acc1, oc + 1);
   }
+#endif
   for (; oc < p->out_c; oc++) {
     const int8_t* f = p->filter + oc * filter_size;
     int32_t acc = p->folded_bias[oc];
@@ -321,7 +322,7 @@ static void conv_pair(const tg_conv_params* p, const output_stage* o, const int8
     conv_four(&os, filter + oc * filter_size, filter_size, bias, oc, w0, rows, n, row_step, out);
     conv_four(&os, filter + oc * filter_size, filter_size, bias, oc, w1, rows, n, row_step, out1);
   }
-#endif
+#else  // two filters at a time (without DSP the last three at most go one at a time, below: less flash)
   for (; oc + 2 <= out_c; oc += 2) {
     const int8_t* f0 = filter + oc * filter_size;
     int32_t acc[4] = {bias[oc], bias[oc], bias[oc + 1], bias[oc + 1]};
@@ -337,6 +338,7 @@ static void conv_pair(const tg_conv_params* p, const output_stage* o, const int8
     out[oc + 1] = requantize(&os, acc[2], oc + 1);
     out1[oc + 1] = requantize(&os, acc[3], oc + 1);
   }
+#endif
   for (; oc < out_c; oc++) {
     const int8_t* f = filter + oc * filter_size;
     int32_t acc0 = bias[oc], acc1 = bias[oc];
@@ -472,6 +474,7 @@ static TG_NOINLINE void conv1x1(const tg_conv_params* p, const int8_t* in, int8_
       conv_four(&o, f, in_c, bias, oc, in + in_c, 1, in_c, in_c, out1);
     }
 #endif
+#if TG_DSP
     for (; oc + 2 <= out_c; oc += 2, f += 2 * in_c) {
       int32_t acc[4] = {bias[oc], bias[oc], bias[oc + 1], bias[oc + 1]};
       tg_dot2x2_step_s8(f, in, in_c, in_c, acc);
@@ -481,6 +484,9 @@ static TG_NOINLINE void conv1x1(const tg_conv_params* p, const int8_t* in, int8_
       out1[oc + 1] = requantize(&o, acc[3], oc + 1);
     }
     if (oc < out_c) {
+#else  // the last (at most three) channels one at a time: a 2x2 tile for them cost 0.9 KB of flash
+    for (; oc < out_c; oc++, f += in_c) {
+#endif
       int32_t acc0 = bias[oc], acc1 = bias[oc];
       tg_dot2_s8(in, in + in_c, f, in_c, &acc0, &acc1);
       out[oc] = requantize(&o, acc0, oc);

@@ -451,3 +451,62 @@ def test_the_one_multiply_output_stage_is_tflites_two_roundings():
     assert fast_rounding(np.zeros(1), np.zeros(1), [-20], 100) is None              # the word would not fit
     assert fast_rounding(np.array([0, 1 << 30]), np.zeros(2), [-5, -5], 0) is None  # a sum of 2^30
     assert fast_rounding(np.zeros(1), np.array([1 << 23]), [-5], 0) is None         # 128 * taps = 2^30
+
+
+_MUL32_HARNESS = r"""
+#include <stdio.h>
+#include "tg_fixedpoint.h"
+int main(void) {  /* (a, m, w) triples in, tg_mulhi31(a, m) and tg_requant_rounded(a, m, w) out */
+  int32_t in[3], out[2];
+  while (fread(in, sizeof in, 1, stdin) == 1) {
+    out[0] = tg_mulhi31(in[0], in[1]);
+    out[1] = tg_requant_rounded(in[0], in[1], in[2]);
+    fwrite(out, sizeof out, 1, stdout);
+  }
+  return 0;
+}
+"""
+
+
+@needs("cc")
+def test_the_32_bit_multiply_for_cores_without_a_64_bit_one(aot_models, tmp_path):
+    """tg_fixedpoint.h's tg_mulhi31, which a Thumb-1 build (Cortex-M0/M0+: no 32x32 -> 64 multiply,
+    so int64 products are libgcc calls) uses for the one-multiply output stage (TG_MUL32), is
+    (a m + 2^30) >> 31 for |a| < 2^30 and 0 <= m < 2^31: at the edges of its 16-bit halves and at
+    random; and models built with it on the host match tflite-micro."""
+    from tinygen.aot.lower import fast_rounding
+
+    fw = resource_dir("firmware") / aot.KERNEL_DIR
+    (tmp_path / "mul32.c").write_text(_MUL32_HARNESS)
+    exe = tmp_path / "mul32"
+    subprocess.run([hostrun.compiler(), "-std=c99", "-O2", "-Wall", "-Werror", "-DTG_MUL32", f"-I{fw}",
+                    str(tmp_path / "mul32.c"), "-o", str(exe)], check=True)
+    rng = np.random.default_rng(31)
+    edges_a = np.array([-(1 << 30) + 1, (1 << 30) - 1, 0, 1, -1, 0x7FFF, 0x8000, -0x8000, -0x8001, (1 << 30) - 0x8000,
+                        -(1 << 30) + 0x7FFF], dtype=np.int64)
+    edges_m = np.array([0, 1, 0xFFFF, 0x10000, 0x7FFF0000, 0x7FFFFFFF, 1 << 30, (1 << 30) + 0xFFFF], dtype=np.int64)
+    a = np.concatenate([np.repeat(edges_a, len(edges_m)), rng.integers(-(1 << 30) + 1, 1 << 30, size=1 << 19),
+                        rng.integers(-(1 << 16), 1 << 16, size=1 << 17)])
+    m = np.concatenate([np.tile(edges_m, len(edges_a)), rng.integers(0, 1 << 31, size=1 << 19),
+                        rng.integers(1 << 30, 1 << 31, size=1 << 17)])
+    e = rng.integers(1, 18, size=len(a))
+    off = rng.integers(-128, 128, size=len(a))
+    fits = (np.abs(off) << e) < 1 << 22     # else the host keeps the 64-bit stage: take e = 1, offset 0 there
+    e, off = np.where(fits, e, 1), np.where(fits, off, 0)
+    words = {(s, o): int(fast_rounding(np.zeros(1), np.zeros(1), [-s], o)[0]) for s, o in set(zip(e.tolist(), off.tolist()))}
+    w = np.array([words[k] for k in zip(e.tolist(), off.tolist())], dtype=np.int64)
+    triples = np.stack([a, m, w], axis=1).astype(np.int32)
+    r = subprocess.run([str(exe)], input=triples.tobytes(), capture_output=True, check=True)
+    got = np.frombuffer(r.stdout, dtype=np.int32).reshape(-1, 2).astype(np.int64)
+    y = (a * m + (1 << 30)) >> 31
+    assert np.array_equal(got[:, 0], y)
+    mask = (1 << e) - 1
+    assert np.array_equal(got[:, 1], (y >> e) + ((y & mask) > (mask >> 1) + (y < 0)) + off)
+
+    # whole models, every kernel that takes the one-multiply stage, built as a Cortex-M0 build is
+    for name in ["audio_front_pointwise", "conv_even_same_stride2", "dwconv_stride2_valid_relu", "conv_per_tensor"]:
+        hm, compiled = hostrun.compile_model(aot_models[name], name, tmp_path / name)
+        files = {f: ("#define TG_MUL32 1\n" + t if f.endswith(".c") else t) for f, t in compiled.files.items()}
+        hm = hostrun.build_host(files, compiled.program, tmp_path / f"{name}-mul32")
+        xs = _inputs(hm, SAMPLES)
+        assert _differ(hm.run(xs)[0], _tflm(aot_models[name], xs)) == 0, name

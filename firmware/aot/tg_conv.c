@@ -76,6 +76,22 @@ static void interior(int32_t out, int32_t in, int32_t k, int32_t stride, int32_t
 }
 
 
+#if !TG_DSP
+// Channels [oc, oc + 4) of one pixel, four filters (filter_size bytes apart, from f0) over one
+// window of `rows` rows of n bytes, row_step apart. Without DSP (Cortex-M0/M0+; the host's plain
+// C) this tile replaces the 2x2 one: on Thumb-1 four sums, five pointers and an index fit the
+// registers (tg_dot4_s8), a 2x2 tile's do not and go through the high registers.
+static inline void conv_four(const output_stage* o, const int8_t* f0, int32_t filter_size, const int32_t* bias,
+                             int32_t oc, const int8_t* w, int32_t rows, int32_t n, int32_t row_step, int8_t* out) {
+  int32_t acc[4] = {bias[oc], bias[oc + 1], bias[oc + 2], bias[oc + 3]};
+  for (int32_t r = 0; r < rows; r++) tg_dot4_s8(f0 + r * n, filter_size, w + r * row_step, n, acc);
+  out[oc] = requantize(o, acc[0], oc);
+  out[oc + 1] = requantize(o, acc[1], oc + 1);
+  out[oc + 2] = requantize(o, acc[2], oc + 2);
+  out[oc + 3] = requantize(o, acc[3], oc + 3);
+}
+#endif
+
 // Every channel of one output pixel from a window whose rows are each k_w * in_c
 // consecutive bytes, row_step apart (no groups, no horizontal dilation): folded bias plus
 // dot products, two filters at a time.
@@ -87,6 +103,9 @@ static void conv_window(const tg_conv_params* p, const output_stage* stage, cons
   const int32_t rows = row_step == p->k_w * p->in_c ? 1 : p->k_h;
   const int32_t n = filter_size / rows;
   int32_t oc = 0;
+#if !TG_DSP
+  for (; oc + 4 <= p->out_c; oc += 4) conv_four(o, p->filter + oc * filter_size, filter_size, p->folded_bias, oc, window, rows, n, row_step, out);
+#else  // two filters at a time (without DSP the last three at most go one at a time, below: less flash)
   for (; oc + 2 <= p->out_c; oc += 2) {
     const int8_t* f0 = p->filter + oc * filter_size;
     int32_t acc0 = p->folded_bias[oc], acc1 = p->folded_bias[oc + 1];
@@ -96,6 +115,7 @@ static void conv_window(const tg_conv_params* p, const output_stage* stage, cons
     out[oc] = requantize(o, acc0, oc);
     out[oc + 1] = requantize(o, acc1, oc + 1);
   }
+#endif
   for (; oc < p->out_c; oc++) {
     const int8_t* f = p->filter + oc * filter_size;
     int32_t acc = p->folded_bias[oc];
@@ -297,6 +317,12 @@ static void conv_pair(const tg_conv_params* p, const output_stage* o, const int8
   const int same_step = rows == 1 && w1 == w0 + filter_size;   // gathered or copied windows
   int8_t* out1 = out + out_c;
   int32_t oc = 0;
+#if !TG_DSP
+  for (; oc + 4 <= out_c; oc += 4) {
+    conv_four(&os, filter + oc * filter_size, filter_size, bias, oc, w0, rows, n, row_step, out);
+    conv_four(&os, filter + oc * filter_size, filter_size, bias, oc, w1, rows, n, row_step, out1);
+  }
+#else  // two filters at a time (without DSP the last three at most go one at a time, below: less flash)
   for (; oc + 2 <= out_c; oc += 2) {
     const int8_t* f0 = filter + oc * filter_size;
     int32_t acc[4] = {bias[oc], bias[oc], bias[oc + 1], bias[oc + 1]};
@@ -312,6 +338,7 @@ static void conv_pair(const tg_conv_params* p, const output_stage* o, const int8
     out[oc + 1] = requantize(&os, acc[2], oc + 1);
     out1[oc + 1] = requantize(&os, acc[3], oc + 1);
   }
+#endif
   for (; oc < out_c; oc++) {
     const int8_t* f = filter + oc * filter_size;
     int32_t acc0 = bias[oc], acc1 = bias[oc];
@@ -441,6 +468,13 @@ static TG_NOINLINE void conv1x1(const tg_conv_params* p, const int8_t* in, int8_
     int8_t* out1 = out + out_c;
     const int8_t* f = filter;
     int32_t oc = 0;
+#if !TG_DSP
+    for (; oc + 4 <= out_c; oc += 4, f += 4 * in_c) {
+      conv_four(&o, f, in_c, bias, oc, in, 1, in_c, in_c, out);
+      conv_four(&o, f, in_c, bias, oc, in + in_c, 1, in_c, in_c, out1);
+    }
+#endif
+#if TG_DSP
     for (; oc + 2 <= out_c; oc += 2, f += 2 * in_c) {
       int32_t acc[4] = {bias[oc], bias[oc], bias[oc + 1], bias[oc + 1]};
       tg_dot2x2_step_s8(f, in, in_c, in_c, acc);
@@ -450,6 +484,9 @@ static TG_NOINLINE void conv1x1(const tg_conv_params* p, const int8_t* in, int8_
       out1[oc + 1] = requantize(&o, acc[3], oc + 1);
     }
     if (oc < out_c) {
+#else  // the last (at most three) channels one at a time: a 2x2 tile for them cost 0.9 KB of flash
+    for (; oc < out_c; oc++, f += in_c) {
+#endif
       int32_t acc0 = bias[oc], acc1 = bias[oc];
       tg_dot2_s8(in, in + in_c, f, in_c, &acc0, &acc1);
       out[oc] = requantize(&o, acc0, oc);

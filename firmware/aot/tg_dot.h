@@ -100,7 +100,53 @@ static inline void tg_dot2_s8(const int8_t* a0, const int8_t* a1, const int8_t* 
 // Four dot products against the same b (four rows of a weight matrix times one input row).
 static inline void tg_dot4_s8(const int8_t* a, int32_t a_step, const int8_t* b, int32_t n, int32_t acc[4]) {
   int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, i = 0;
-#if TG_DSP
+#if !TG_DSP && defined(__thumb__) && !defined(__thumb2__) && !defined(TG_NO_ASM)
+  // Thumb-1 (Cortex-M0/M0+): only r0-r7 address memory, and LDRSB takes a register offset, so
+  // five row pointers ending at the last even tap, one negative index counting up to zero, a
+  // value and a product fill r0-r7; the sums live in high registers (ADD reaches them). Two taps
+  // a pass: 29 instructions for 8 multiply-accumulates (GCC's own 2x2 tile takes 22 for 4).
+  const int32_t even = n & ~1;
+  if (even) {
+    const int8_t *p0 = a + even, *p1 = p0 + a_step, *p2 = p1 + a_step, *p3 = p2 + a_step, *pb = b + even;
+    int32_t k = -even, v, t;
+    __asm__ volatile(
+        ".syntax unified\n\t"  // GCC reads Thumb-1 inline asm as divided syntax unless told
+        "1:\n\t"
+        "ldrsb %[v], [%[pb], %[k]]\n\t"
+        "ldrsb %[t], [%[p0], %[k]]\n\t"
+        "muls  %[t], %[v], %[t]\n\t"
+        "add   %[s0], %[t]\n\t"
+        "ldrsb %[t], [%[p1], %[k]]\n\t"
+        "muls  %[t], %[v], %[t]\n\t"
+        "add   %[s1], %[t]\n\t"
+        "ldrsb %[t], [%[p2], %[k]]\n\t"
+        "muls  %[t], %[v], %[t]\n\t"
+        "add   %[s2], %[t]\n\t"
+        "ldrsb %[t], [%[p3], %[k]]\n\t"
+        "muls  %[t], %[v], %[t]\n\t"
+        "add   %[s3], %[t]\n\t"
+        "adds  %[k], #1\n\t"
+        "ldrsb %[v], [%[pb], %[k]]\n\t"
+        "ldrsb %[t], [%[p0], %[k]]\n\t"
+        "muls  %[t], %[v], %[t]\n\t"
+        "add   %[s0], %[t]\n\t"
+        "ldrsb %[t], [%[p1], %[k]]\n\t"
+        "muls  %[t], %[v], %[t]\n\t"
+        "add   %[s1], %[t]\n\t"
+        "ldrsb %[t], [%[p2], %[k]]\n\t"
+        "muls  %[t], %[v], %[t]\n\t"
+        "add   %[s2], %[t]\n\t"
+        "ldrsb %[t], [%[p3], %[k]]\n\t"
+        "muls  %[t], %[v], %[t]\n\t"
+        "add   %[s3], %[t]\n\t"
+        "adds  %[k], #1\n\t"
+        "bne   1b\n\t"
+        : [k] "+l"(k), [v] "=&l"(v), [t] "=&l"(t), [s0] "+h"(s0), [s1] "+h"(s1), [s2] "+h"(s2), [s3] "+h"(s3)
+        : [p0] "l"(p0), [p1] "l"(p1), [p2] "l"(p2), [p3] "l"(p3), [pb] "l"(pb)
+        : "cc", "memory");
+    i = even;
+  }
+#elif TG_DSP
   for (; i + 4 <= n; i += 4) {
     uint32_t wb, w;
     memcpy(&wb, b + i, 4);

@@ -62,6 +62,24 @@ static inline int32_t tg_smmulr(int32_t a, int32_t b) {
 #endif
 }
 
+// (a * m + 2^30) >> 31 for |a| < 2^30 (or m = 0) and 0 <= m < 2^31, in 32-bit multiplies: a core
+// without a 32x32 -> 64 multiply (Thumb-1: Cortex-M0/M0+) would call libgcc's __aeabi_lmul, ~45
+// instructions; this takes ~20. With a = ah 2^15 + al, m = mh 2^16 + ml (al < 2^15, ml < 2^16,
+// |ah|, mh <= 2^15): a m / 2^31 = ah mh + (ah ml 2^15 + al mh 2^16 + al ml) / 2^31, whose floor
+// (plus the half) is summed from 16-bit halves so that no partial sum leaves 32 bits.
+// TG_MUL32 selects it elsewhere (tests on the host).
+#if defined(__thumb__) && !defined(__thumb2__) && !defined(TG_MUL32)
+#define TG_MUL32 1
+#endif
+static inline int32_t tg_mulhi31(int32_t a, int32_t m) {
+  const int32_t ah = a >> 15;
+  const uint32_t al = (uint32_t)a & 0x7FFFu;
+  const uint32_t mh = (uint32_t)m >> 16, ml = (uint32_t)m & 0xFFFFu;
+  const int32_t t = ah * (int32_t)ml;                             // in (-2^31, 2^31)
+  const uint32_t low = 2u * al * mh + ((al * ml) >> 15) + 0x8000u;  // < 2^31: (al m + 2^30) / 2^15
+  return ah * (int32_t)mh + (t >> 16) + (int32_t)((((uint32_t)t & 0xFFFFu) + low) >> 16);
+}
+
 // TFLite's two roundings plus the output offset in 32-bit steps, exact where the host proved
 // |acc| < 2^30 and e >= 1 for the layer (tinygen/aot/lower.py, fast_rounding): SMMULR(2 acc, m)
 // = (acc m + 2^30) >> 31 is SaturatingRoundingDoublingHighMul(acc, m); then y / 2^e rounded half
@@ -69,7 +87,11 @@ static inline int32_t tg_smmulr(int32_t a, int32_t b) {
 // adds out_offset after. The channel's word w holds that constant times 256 plus e: add w >> 8,
 // shift by w's low byte (what ASR by a register reads: one instruction each).
 static inline int32_t tg_requant_rounded(int32_t acc, int32_t multiplier, int32_t w) {
+#if defined(TG_MUL32) && !(defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(TG_NO_ASM))
+  int32_t y = tg_mulhi31(acc, multiplier);  // the same integer as the SMMULR below
+#else
   int32_t y = tg_smmulr((int32_t)((uint32_t)acc << 1), multiplier);  // wraps only where m is 0
+#endif
   y += y >> 31;
   y += w >> 8;
 #if defined(__thumb2__) && !defined(TG_NO_ASM)

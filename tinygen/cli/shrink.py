@@ -22,7 +22,7 @@ def shrink(
     width: Optional[float] = typer.Option(None, "--width", "-w", min=0.01, max=1.0, help="Width multiplier: every Conv2D/Dense (but the output) keeps this share of its channels."),
     prune: Optional[float] = typer.Option(None, "--prune", min=0.0, max=0.95, help="Remove this share of all filters, least important first, ranked across layers (structured pruning; shrinks flash, SRAM and MACs)."),
     unstructured: bool = flag("--unstructured", help="With --prune: magnitude-prune individual weights instead (tensorflow-model-optimization); the report shows it saves no flash in a dense int8 model."),
-    auto: bool = flag("--auto", help="Search widths 1, 0.75, 0.5, 0.35, 0.25 with PTQ (and QAT where PTQ loses accuracy), each int8 model that does not fit also clustered post-training to 7-2 index bits per channel and per tensor, and keep the most accurate that fits."),
+    auto: bool = flag("--auto", help="Search widths 1, 0.75, 0.5, 0.35, 0.25 with PTQ (and QAT where PTQ loses accuracy), each int8 model that does not fit also clustered post-training to 7-2 index bits per channel and per tensor (with --runtime aot also pruned post-training, 50-90% of each weight zeroed, stored sparse), and keep the most accurate that fits."),
     max_drop: Optional[float] = typer.Option(None, "--max-accuracy-drop", help="With --auto: accuracy points the int8 model may lose against the original's."),
     floor: Optional[float] = typer.Option(None, "--accuracy-floor", help="With --auto: the lowest int8 accuracy accepted (0-1)."),
     epochs: int = typer.Option(10, "--epochs", min=1, help="Distillation epochs."),

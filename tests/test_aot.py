@@ -510,3 +510,25 @@ def test_the_32_bit_multiply_for_cores_without_a_64_bit_one(aot_models, tmp_path
         hm = hostrun.build_host(files, compiled.program, tmp_path / f"{name}-mul32")
         xs = _inputs(hm, SAMPLES)
         assert _differ(hm.run(xs)[0], _tflm(aot_models[name], xs)) == 0, name
+
+
+
+@needs("cc")
+def test_host_kernel_objects_come_only_from_a_private_cache(tmp_path, monkeypatch):
+    """Kernel objects are reused from a folder only this user can write; where the temp folder's
+    cache is not that (writable by others), they are built beside the model."""
+    import os
+    import tempfile
+
+    from tflite_builder import random_model
+
+    model = random_model("CONV_2D", np.random.default_rng(5))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    cache = tmp_path / f"tinygen-host-objects-{os.getuid()}"
+    cache.mkdir()
+    os.chmod(cache, 0o777)
+    hostrun.compile_model(model, "conv", tmp_path / "a")
+    assert not list(cache.iterdir()) and list((tmp_path / "a").glob("*.o"))   # not trusted: built beside the model
+    assert cache.stat().st_mode & 0o777 == 0o700                               # and made private for next time
+    hostrun.compile_model(model, "conv", tmp_path / "b")
+    assert list(cache.glob("*.o")) and not list((tmp_path / "b").glob("*.o"))

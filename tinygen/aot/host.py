@@ -81,7 +81,7 @@ def build_host(files: dict[str, str], program: Program, workdir: Path | None = N
     runner = resource_dir("firmware") / KERNEL_DIR / "tg_run_host.c"
     flags = [compiler(), "-std=c99", opt, "-Wall", *(["-DTG_EMULATE_DSP"] if emulate_dsp else []), f"-I{workdir}"]
     headers = "".join(f"{n}\n{files[n]}" for n in sorted(files) if n.endswith(".h") and n != "tg_model.h")
-    kernels = [_kernel_object(flags, workdir / s, headers) for s in program.sources]
+    kernels = [_kernel_object(flags, workdir / s, headers, workdir) for s in program.sources]
     exe = workdir / "tg_model_host"
     r = subprocess.run([*flags, str(workdir / "tg_model.c"), str(runner), *map(str, kernels), "-lm", "-o", str(exe)],
                        capture_output=True, text=True)
@@ -92,19 +92,32 @@ def build_host(files: dict[str, str], program: Program, workdir: Path | None = N
     return HostModel(exe, [io(t) for t in program.inputs], [io(t) for t in program.outputs], workdir)
 
 
-def _kernel_object(flags: list[str], source: Path, headers: str) -> Path:
+def _kernel_object(flags: list[str], source: Path, headers: str, workdir: Path) -> Path:
     """A kernel file compiled once per content, flags and headers (a model's run links the same
-    kernels as the last one's: the tests build hundreds), kept in the temp folder like a compiler
-    cache; written under a temporary name and renamed, so a half-written object is never used."""
+    kernels as the last one's: the tests build hundreds), kept in a private folder in the temp
+    folder like a compiler cache; written under a temporary name and renamed, so a half-written
+    object is never used. Where that folder is not this user's alone, the object is built in
+    `workdir` instead (an object another user planted would be linked and run)."""
     import hashlib
 
-    key = hashlib.sha256("\0".join([*flags[:-1], source.read_text(), headers]).encode()).hexdigest()[:32]
+    # the -I of the model's own folder is left out: the headers' text stands for it
+    same = [f for f in flags if f != f"-I{workdir}"]
+    key = hashlib.sha256("\0".join([*same, source.read_text(), headers]).encode()).hexdigest()[:32]
     cache = Path(tempfile.gettempdir()) / f"tinygen-host-objects-{os.getuid() if hasattr(os, 'getuid') else 0}"
-    obj = cache / f"{source.stem}-{key}.o"
+    try:
+        cache.mkdir(mode=0o700, exist_ok=True)
+        st = cache.lstat()
+        mine = cache.is_dir() and not cache.is_symlink() and (not hasattr(os, "getuid") or st.st_uid == os.getuid())
+        if mine and st.st_mode & 0o077:
+            os.chmod(cache, 0o700)      # ours, made private; what others could write into is not used
+        private = mine and not st.st_mode & 0o022
+    except OSError:
+        private = False
+    folder = cache if private else workdir
+    obj = folder / f"{source.stem}-{key}.o"
     if obj.exists():
         return obj
-    cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".o", dir=cache)
+    fd, tmp = tempfile.mkstemp(suffix=".o", dir=folder)
     os.close(fd)
     r = subprocess.run([*flags, "-c", str(source), "-o", tmp], capture_output=True, text=True)
     if r.returncode != 0:

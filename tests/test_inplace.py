@@ -194,3 +194,36 @@ def test_fit_counts_the_fused_kernels_stack_buffer(shared_models):
     assert j["aot"]["kernel_stack_bytes"] == plan.stack_bytes == stack > CONV_ADD_STACK_BYTES
     s = j["sram"]
     assert s["total_bytes"] >= s["arena_bytes"] + stack + s["stack_bytes"]
+
+
+@needs("arm-none-eabi-gcc")
+@needs("qemu-system-arm")
+def test_per_layer_times_put_a_fused_op_with_the_call_that_runs_it(shared_models):
+    """ResNet-8's rings run two convolutions (and an ADD) in one call: the AOT firmware's per-layer
+    ticks say which op's call ran them, and --compare takes that call's ratio against the TFLM
+    ticks of all of them, not of its first op alone (which read 1.68 and 2.39 before)."""
+    import json
+
+    from test_cli import run as cli
+
+    from tinygen.pipeline.run import LayerComparison, RunReport
+
+    r = cli("run", "--board", "mps2-an386", "--model", shared_models / "pretrainedResnet_quant.tflite",
+            "--runtime", "aot", "--layers", "--vectors", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    layers = json.loads(r.stdout)["layers"]
+    runs_in = {l["op_index"]: l["runs_in"] for l in layers if "runs_in" in l}
+    assert runs_in == {2: 1, 3: 1, 5: 4}
+    assert all(l["ticks"] <= 1 for l in layers if "runs_in" in l)
+
+    def report(runtime, ticks):
+        return RunReport("mps2-an386", runtime, 1, 0, 0, 0, [sum(t for _, t in ticks)], "", "",
+                         layers=[{"op_index": i, "op": "CONV_2D", "ticks": t, **({"runs_in": runs_in[i]}
+                                  if runtime == "aot" and i in runs_in else {})} for i, t in ticks])
+
+    aot = report("aot", [(1, 300), (2, 1), (3, 0), (4, 100), (5, 0)])
+    tflm = report("tflm", [(1, 100), (2, 100), (3, 50), (4, 60), (5, 40)])
+    rows = {l["op_index"]: l for l in LayerComparison(aot, tflm).layers()}
+    assert rows[1]["ratio"] == 1.2 and rows[1]["with_ops"] == [2, 3] and rows[1]["tflm_ticks"] == 100
+    assert rows[4]["ratio"] == 1.0 and rows[4]["with_ops"] == [5]
+    assert rows[2]["ratio"] is None and rows[2]["runs_in"] == 1

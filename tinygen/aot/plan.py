@@ -70,6 +70,11 @@ class MemoryPlan:
         """ADD steps that run inside the convolution before them (no call of their own)."""
         return {j for f in self.forms.values() for j in _inside(f)}
 
+    @property
+    def runs_in(self) -> dict[int, int]:
+        """Step -> the step whose kernel call runs it (a ring's second convolution, a fused ADD)."""
+        return {j: f.step for f in self.forms.values() for j in _inside(f)}
+
 
 def _inside(f: InPlace) -> tuple[int, ...]:
     """The steps that run inside f's step (no call of their own)."""

@@ -148,6 +148,8 @@ def _render_comparison(c) -> None:
     for l in c.layers():
         ratio = l["ratio"]
         shown = "" if ratio is None else (f"[red]{ratio:.2f}[/]" if ratio > 1.0 else f"{ratio:.2f}")
-        t.add_row(str(l["op_index"]), l["op"], f"{l['aot_ticks']:,}", f"{l['tflm_ticks']:,}", shown)
+        kernel = l["op"] + (f" (in op {l['runs_in']}'s call)" if "runs_in" in l else
+                            f" + op {', '.join(map(str, l['with_ops']))} (one call)" if "with_ops" in l else "")
+        t.add_row(str(l["op_index"]), kernel, f"{l['aot_ticks']:,}", f"{l['tflm_ticks']:,}", shown)
     out.print(t)
     out.print(f"  {c.aot.tick_unit}", highlight=False)

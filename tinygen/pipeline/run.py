@@ -97,7 +97,10 @@ class LayerComparison:
 
     def layers(self) -> list[dict]:
         """Per operator: ticks under each runtime and AOT / TFLM (an op AOT runs as no kernel call,
-        such as a RESHAPE that only renames a buffer, has 0 AOT ticks)."""
+        such as a RESHAPE that only renames a buffer, has 0 AOT ticks). An op AOT runs inside
+        another op's call (a ring's second convolution, a fused ADD) is compared there: its row
+        has `runs_in` and no ratio, and that op's row lists it in `with_ops` and takes its ratio
+        against the TFLM ticks of them all."""
         def by_op(report: RunReport) -> dict[int, int]:
             ticks: dict[int, int] = {}
             for layer in report.layers:
@@ -105,10 +108,24 @@ class LayerComparison:
             return ticks
 
         aot, tflm = by_op(self.aot), by_op(self.tflm)
+        runs_in = {l["op_index"]: l["runs_in"] for l in self.aot.layers if "runs_in" in l}
+        with_inside = dict(tflm)
+        for i, host in runs_in.items():
+            with_inside[host] = with_inside.get(host, 0) + tflm.get(i, 0)
         names = {l["op_index"]: l["op"] for l in self.tflm.layers + self.aot.layers}
-        return [{"op_index": i, "op": names[i], "aot_ticks": aot.get(i, 0), "tflm_ticks": tflm.get(i, 0),
-                 "ratio": round(aot.get(i, 0) / tflm[i], 3) if tflm.get(i) else None}
-                for i in sorted(set(aot) | set(tflm))]
+        rows = []
+        for i in sorted(set(aot) | set(tflm)):
+            row = {"op_index": i, "op": names[i], "aot_ticks": aot.get(i, 0), "tflm_ticks": tflm.get(i, 0)}
+            if i in runs_in:
+                row.update(ratio=None, runs_in=runs_in[i])
+            else:
+                t = with_inside.get(i, 0)
+                row["ratio"] = round(aot.get(i, 0) / t, 3) if t else None
+                inside = sorted(j for j, h in runs_in.items() if h == i)
+                if inside:
+                    row["with_ops"] = inside
+            rows.append(row)
+        return rows
 
     @property
     def ratio(self) -> float | None:
@@ -168,6 +185,10 @@ def _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_r
             shutil.rmtree(out_dir, ignore_errors=True)
     r = result.report
     ops = {o.index: o.op for o in r.graph.operators}
+    runs_in = {}        # AOT: an op that runs inside another op's call is timed in that op's
+    if r.compiled is not None:
+        steps = r.compiled.program.steps
+        runs_in = {steps[j].op_index: steps[h].op_index for j, h in r.compiled.arena.runs_in.items()}
     return RunReport(
         board=board.id, runtime=runtime, vectors=rr.vectors, mismatches=rr.mismatches,
         arena_bytes=rr.arena_used_bytes or 0, flash_bytes=size.text + size.data, ticks=rr.cycles,
@@ -176,7 +197,8 @@ def _run_qemu(board_id, model_path, data_path, runtime, vectors, out_dir, tflm_r
         reference="tflite" if match == "tflite" else "tflite-micro", stack_used_bytes=rr.stack_used_bytes, sram_bytes=size.data + size.bss,
         estimate={"flash_bytes": r.flash.total_bytes, "arena_bytes": r.arena_bytes, "sram_bytes": r.sram.total_bytes},
         out_dir=out_dir if keep else None, warnings=result.warnings,
-        layers=[{"op_index": i, "op": ops.get(i, "?"), "ticks": c} for i, c in rr.layers],
+        layers=[{"op_index": i, "op": ops.get(i, "?"), "ticks": c, **({"runs_in": runs_in[i]} if i in runs_in else {})}
+                for i, c in rr.layers],
     )
 
 

@@ -194,11 +194,10 @@ def search(board: Board, teacher, teacher_hash: str, train: Dataset, val: Datase
             if not cand.fits and cand.sram_bytes <= board.sram_size:
                 if bits:
                     progress(f"Clustering width {w:g} {quant} post-training", n, len(recipes))
-                for c, clustered, compressed in (clustered_candidates(cand, tflite, board, val, teacher_top1, runtime,
-                                                                      _floor(baseline, max_drop, floor), bits)
-                                                 if bits else ()):
-                    models[len(cands)] = (student_bytes, clustered, compressed)
-                    cands.append(c)
+                    for c, clustered, compressed in clustered_candidates(cand, tflite, board, val, teacher_top1,
+                                                                         runtime, _floor(baseline, max_drop, floor), bits):
+                        models[len(cands)] = (student_bytes, clustered, compressed)
+                        cands.append(c)
                 if runtime == "aot" and weight_sparsities:
                     progress(f"Pruning width {w:g} {quant}'s weights post-training", n, len(recipes))
                     for c, pruned in pruned_candidates(cand, tflite, board, val, teacher_top1,
